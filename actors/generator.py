@@ -1,0 +1,122 @@
+"""Generator role: a vLLM engine that samples G responses per prompt with per-token logprobs.
+
+It owns the only vLLM import of the project. Weights arrive by version (`load_weights`) between
+generate calls, so every row records exactly which policy version produced it.
+"""
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import pyarrow as pa
+
+from promedical.storage.schema import GENERATION_FIELDS, columns_batch
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    prompt_id: str
+    group_id: int                       # unique per (step, prompt); seeds the group's sampling
+    messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
+
+
+class GeneratorRole(Protocol):
+    def generate(self, prompts: Sequence[PromptRequest], group_size: int) -> pa.RecordBatch: ...
+    def load_weights(self, version: int, named_tensors: list) -> float: ...
+    def version(self) -> int: ...
+    def score_sequences(self, sequences: list[list[int]]) -> list[list[float]]: ...
+
+
+def _configure_cpu_env(omp_threads_bind: str, kv_cache_gib: float) -> None:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(kv_cache_gib))))
+    if omp_threads_bind == "auto":
+        cores = sorted(os.sched_getaffinity(0))
+        omp_threads_bind = f"{cores[0]}-{cores[-1]}" if cores else "auto"
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = omp_threads_bind
+
+
+class Generator:
+    """Samples with vLLM; `temperature`/`top_p` fixed per run; logprobs at the sampling temperature."""
+
+    def __init__(self, *, model_path: str, seed: int, max_new_tokens: int, temperature: float,
+                 top_p: float, max_prompt_tokens: int, dtype: str = "auto", omp_threads_bind: str = "auto",
+                 kv_cache_gib: float = 1.0, gpu_memory_utilization: float = 0.5,
+                 enforce_eager: bool = True) -> None:
+        import torch
+        if not torch.cuda.is_available():
+            _configure_cpu_env(omp_threads_bind, kv_cache_gib)
+        from vllm import LLM, SamplingParams
+
+        self._SamplingParams = SamplingParams
+        kwargs = {}
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        self.llm = LLM(model=model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
+                       max_model_len=max_prompt_tokens + max_new_tokens,
+                       worker_extension_cls="promedical.actors.vllm_extension.WeightLoader",
+                       logprobs_mode="processed_logprobs", enable_prefix_caching=False, **kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.seed = seed
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_prompt_tokens = max_prompt_tokens
+        self._version = 0
+
+    def version(self) -> int:
+        return self._version
+
+    def _prompt_ids(self, messages: tuple[tuple[str, str], ...]) -> list[int]:
+        chat = [{"role": r, "content": c} for r, c in messages]
+        text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return list(ids)[-self.max_prompt_tokens:]
+
+    def generate(self, prompts: Sequence[PromptRequest], group_size: int) -> pa.RecordBatch:
+        """B prompts -> B*G rows of GENERATION_FIELDS, grouped by prompt, samples in order."""
+        start = time.perf_counter()
+        token_prompts = [{"prompt_token_ids": self._prompt_ids(p.messages)} for p in prompts]
+        params = [self._SamplingParams(n=group_size, temperature=self.temperature, top_p=self.top_p,
+                                       max_tokens=self.max_new_tokens, logprobs=0,
+                                       seed=zlib.crc32(f"{self.seed}:{p.group_id}".encode()))
+                  for p in prompts]
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=False)
+        elapsed = time.perf_counter() - start
+        cols: dict[str, list] = {f.name: [] for f in GENERATION_FIELDS}
+        for prompt, request, out in zip(prompts, token_prompts, outputs):
+            for k, completion in enumerate(sorted(out.outputs, key=lambda o: o.index)):
+                ids = list(completion.token_ids)
+                logprobs = [step[tok].logprob for step, tok in zip(completion.logprobs, ids)]
+                cols["prompt_id"].append(prompt.prompt_id)
+                cols["group_id"].append(prompt.group_id)
+                cols["sample_index"].append(k)
+                cols["prompt_ids"].append(request["prompt_token_ids"])
+                cols["response_ids"].append(ids)
+                cols["response_length"].append(len(ids))
+                cols["response_text"].append(completion.text)
+                cols["finish_reason"].append(completion.finish_reason or "length")
+                cols["behaviour_logprobs"].append(logprobs)
+                cols["policy_version"].append(self._version)
+                cols["generate_seconds"].append(elapsed)
+        return columns_batch(GENERATION_FIELDS, cols)
+
+    def load_weights(self, version: int, named_tensors: list) -> float:
+        """Install policy weights `version` (HF names -> CPU tensors) between requests; returns seconds."""
+        start = time.perf_counter()
+        self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
+        self._version = version
+        return time.perf_counter() - start
+
+    def score_sequences(self, sequences: list[list[int]]) -> list[list[float]]:
+        """Log p(token_t | tokens_<t) for t >= 1 of each sequence, from the engine's own forward pass."""
+        params = self._SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
+        result = []
+        for seq, out in zip(sequences, outputs):
+            steps = out.prompt_logprobs[1:]
+            result.append([step[tok].logprob for step, tok in zip(steps, seq[1:])])
+        return result

@@ -1,0 +1,176 @@
+"""Policy role: the GRPO learner, trained with DeepSpeed (ZeRO stage from config; gloo on CPU, NCCL on GPU).
+
+DeepSpeed is imported here and nowhere else. The policy exports its weights with Hugging Face names
+so a vLLM generator can load them in place.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+
+class PolicyRole(Protocol):
+    def train_step(self, batch: pa.RecordBatch) -> dict[str, float]: ...
+    def export_weights(self) -> list: ...
+    def version(self) -> int: ...
+    def logprobs(self, batch: pa.RecordBatch) -> list[list[float]]: ...
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init_distributed(backend: str) -> None:
+    import torch
+    import deepspeed
+
+    if torch.distributed.is_initialized():
+        return
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+        os.environ.setdefault(key, value)
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+
+
+class Policy:
+    def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
+                 zero_stage: int, backend: str, train_dtype: str, temperature: float, clip_eps: float,
+                 kl_coef: float, kl_estimator: str, loss_agg: str, tis_cap: float, mini_batches: int,
+                 micro_batch_size: int, rows_per_step: int, threads: int = 0) -> None:
+        import torch
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        _init_distributed(backend)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        model.config.use_cache = False
+        self.rows_per_mini = rows_per_step // mini_batches
+        self.micro_per_mini = -(-self.rows_per_mini // micro_batch_size)
+        ds_config: dict[str, Any] = {
+            "train_micro_batch_size_per_gpu": micro_batch_size,
+            "gradient_accumulation_steps": self.micro_per_mini,
+            "gradient_clipping": max_grad_norm,
+            "zero_optimization": {"stage": zero_stage},
+            "bf16": {"enabled": train_dtype == "bfloat16"},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+        self.hp = dict(temperature=temperature, clip_eps=clip_eps, kl_coef=kl_coef, kl_estimator=kl_estimator,
+                       loss_agg=loss_agg, tis_cap=tis_cap)
+        self.mini_batches = mini_batches
+        self.micro_batch_size = micro_batch_size
+        self.zero_stage = zero_stage
+        self._version = 0
+
+    def version(self) -> int:
+        return self._version
+
+    def _columns(self, batch: pa.RecordBatch) -> tuple[list, list, list[int], list[int]]:
+        prompts = batch.column("prompt_ids").to_pylist()
+        responses = batch.column("response_ids").to_pylist()
+        lengths = [len(r) for r in responses]
+        totals = [len(p) + len(r) for p, r in zip(prompts, responses)]
+        return prompts, responses, lengths, totals
+
+    def logprobs(self, batch: pa.RecordBatch) -> list[list[float]]:
+        """Current policy's per-token response logprobs, without grad (for checks and the proximal policy)."""
+        import torch
+        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches, unpad
+
+        prompts, responses, lengths, totals = self._columns(batch)
+        out: dict[int, list[float]] = {}
+        module = self.engine.module
+        with torch.no_grad():
+            for rows in plan_micro_batches(totals, list(range(batch.num_rows)), self.micro_batch_size):
+                mb = make_micro_batch(prompts, responses, rows)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
+                    out.update(unpad(forward_logprobs(module, mb, self.hp["temperature"]), mb, lengths))
+        return [out[i] for i in range(batch.num_rows)]
+
+    def _bf16(self) -> bool:
+        return bool(self.engine.bfloat16_enabled())
+
+    def train_step(self, batch: pa.RecordBatch) -> dict[str, float]:
+        """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version."""
+        import torch
+        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches
+        from promedical.rollout.losses import grpo_loss
+
+        start = time.perf_counter()
+        prompts, responses, lengths, totals = self._columns(batch)
+        old = self.logprobs(batch)  # proximal policy: the weights before this step's updates
+        adv = batch.column("advantage").to_numpy(zero_copy_only=False)
+        ref = batch.column("ref_logprobs").to_pylist()
+        behaviour = batch.column("behaviour_logprobs").to_pylist()
+        rng = np.random.default_rng(self._version)
+        order = rng.permutation(batch.num_rows)
+        stats: dict[str, list[float]] = {"loss": [], "policy_loss": [], "kl": [], "clip_fraction": []}
+        grad_norms = []
+        self.engine.train()
+        for m in range(self.mini_batches):
+            mini = [int(i) for i in order[m * self.rows_per_mini:(m + 1) * self.rows_per_mini]]
+            # exactly micro_per_mini micro-batches, so DeepSpeed steps the optimizer once per mini-batch
+            groups = plan_micro_batches(totals, mini, self.micro_batch_size)
+            mini_tokens = max(1, sum(lengths[i] for i in mini))
+            for rows in groups:
+                mb = make_micro_batch(prompts, responses, rows)
+                pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
+                    logp = forward_logprobs(self.engine.module, mb, self.hp["temperature"])
+                terms = grpo_loss(logp, pad(old), pad(behaviour), pad(ref),
+                                  torch.tensor(adv[rows], dtype=torch.float32), mb.mask,
+                                  clip_eps=self.hp["clip_eps"], kl_coef=self.hp["kl_coef"],
+                                  tis_cap=self.hp["tis_cap"], kl_estimator=self.hp["kl_estimator"],
+                                  aggregation=self.hp["loss_agg"])
+                tokens = float(mb.mask.sum())
+                share = tokens / mini_tokens if self.hp["loss_agg"] == "token_mean" else len(rows) / len(mini)
+                # DeepSpeed divides by gradient_accumulation_steps; undo it so each micro-batch
+                # contributes its share of the mini-batch mean.
+                self.engine.backward(terms.loss * share * self.micro_per_mini)
+                self.engine.step()
+                for key in stats:
+                    stats[key].append(float(getattr(terms, key).detach()) * share)
+            norm = self.engine.get_global_grad_norm()
+            if norm is not None:
+                grad_norms.append(float(norm))
+        self._version += 1
+        out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
+        out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+        out["train_seconds"] = time.perf_counter() - start
+        out["policy_version"] = float(self._version)
+        return out
+
+    def export_weights(self) -> list:
+        """[(hf_name, cpu tensor)] of the current weights; gathers ZeRO-3 partitions first."""
+        import torch
+        module = self.engine.module
+        if self.zero_stage == 3:
+            import deepspeed
+            params = list(module.parameters())
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
+        return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
+
+
+def _pad(seqs: list[list[float]], width: int):
+    import torch
+    out = torch.zeros(len(seqs), width)
+    for j, s in enumerate(seqs):
+        out[j, : len(s)] = torch.tensor(s[:width], dtype=torch.float32)
+    return out

@@ -1,0 +1,45 @@
+"""Reference role: a frozen copy of the initial policy that returns reference logprobs."""
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import pyarrow as pa
+
+
+class ReferenceRole(Protocol):
+    def logprobs(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
+
+
+class Reference:
+    def __init__(self, *, model_path: str, temperature: float, micro_batch_size: int = 16,
+                 threads: int = 0, dtype: str = "float32") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+        self.model.eval().requires_grad_(False)
+        self.temperature = temperature
+        self.micro_batch_size = micro_batch_size
+
+    def logprobs(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """REFERENCE_FIELDS for every row: `ref_logprobs` (T,) per row and the call's wall time."""
+        import torch
+        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches, unpad
+        from promedical.storage.schema import REFERENCE_FIELDS, columns_batch
+
+        start = time.perf_counter()
+        prompts = batch.column("prompt_ids").to_pylist()
+        responses = batch.column("response_ids").to_pylist()
+        lengths = [len(r) for r in responses]
+        total = [len(p) + len(r) for p, r in zip(prompts, responses)]
+        result: dict[int, list[float]] = {}
+        with torch.no_grad():
+            for rows in plan_micro_batches(total, list(range(batch.num_rows)), self.micro_batch_size):
+                mb = make_micro_batch(prompts, responses, rows)
+                result.update(unpad(forward_logprobs(self.model, mb, self.temperature), mb, lengths))
+        elapsed = time.perf_counter() - start
+        return columns_batch(REFERENCE_FIELDS, {"ref_logprobs": [result[i] for i in range(batch.num_rows)],
+                                                "reference_seconds": [elapsed] * batch.num_rows})

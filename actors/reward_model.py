@@ -1,0 +1,70 @@
+"""RewardModel role: scores every (response, criterion) pair of a batch and rolls them up into S1/S2/S3.
+
+All triples of a batch go through the grader together (batched forward passes), then the named
+aggregator turns each response's per-criterion v_i into S1, S2, S3 and the GRPO reward.
+"""
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import pyarrow as pa
+
+from promedical.reward.aggregate import AGGREGATORS, RewardShape
+from promedical.reward.graders import make_grader
+from promedical.reward.injection import instruction_text
+from promedical.reward.rubric import RubricRecord
+from promedical.storage.schema import REWARD_FIELDS, columns_batch
+
+
+class RewardRole(Protocol):
+    def score(self, batch: pa.RecordBatch, rubrics: dict[str, RubricRecord]) -> pa.RecordBatch: ...
+
+
+class RewardModel:
+    def __init__(self, *, grader: str, model_path: str | None, aggregator: str, alpha: float, beta: float,
+                 lam: float, bonus_threshold: float, veto_threshold: float, batch_size: int = 64,
+                 max_length: int = 256, threads: int = 0) -> None:
+        self.grader = make_grader(grader, model_path, max_length=max_length, batch_size=batch_size,
+                                  threads=threads)
+        self.aggregate = AGGREGATORS[aggregator]
+        self.shape = RewardShape(alpha=alpha, beta=beta, lam=lam, bonus_threshold=bonus_threshold,
+                                 veto_threshold=veto_threshold)
+        problems = self.shape.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def score(self, batch: pa.RecordBatch, rubrics: dict[str, RubricRecord]) -> pa.RecordBatch:
+        """REWARD_FIELDS for every row of `batch` (needs prompt_id and response_text)."""
+        start = time.perf_counter()
+        prompt_ids = batch.column("prompt_id").to_pylist()
+        texts = batch.column("response_text").to_pylist()
+        instructions, responses, criteria, owner = [], [], [], []
+        for row, (pid, text) in enumerate(zip(prompt_ids, texts)):
+            record = rubrics[pid]
+            instruction = instruction_text(record)
+            for criterion in record.criteria:
+                instructions.append(instruction)
+                responses.append(text)
+                criteria.append(criterion)
+                owner.append(row)
+        values = self.grader.grade(instructions, responses, criteria)
+        cols: dict[str, list] = {f.name: [] for f in REWARD_FIELDS}
+        cursor = 0
+        elapsed = time.perf_counter() - start
+        for pid in prompt_ids:
+            record = rubrics[pid]
+            k = len(record.criteria)
+            v = values[cursor:cursor + k]
+            cursor += k
+            tiers = [c.tier.value for c in record.criteria]
+            scores = self.aggregate(v, tiers, [c.weight for c in record.criteria], self.shape)
+            cols["criterion_ids"].append([c.id for c in record.criteria])
+            cols["criterion_tiers"].append(tiers)
+            cols["criterion_scores"].append([float(x) for x in v])
+            cols["s1"].append(scores.s1)
+            cols["s2"].append(scores.s2)
+            cols["s3"].append(scores.s3)
+            cols["reward"].append(scores.reward)
+            cols["score_seconds"].append(elapsed)
+        return columns_batch(REWARD_FIELDS, cols)

@@ -1,0 +1,1 @@
+"""CLI, typed config and presets, placement planning, job submission and metric views."""

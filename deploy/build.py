@@ -1,0 +1,99 @@
+"""Builders: config -> keyword arguments -> actors. The only place that reads the config tree."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from promedical.deploy.config import Config
+from promedical.deploy.placement import actor_slots
+
+WORKER_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # vLLM runs inside its actor's process: faster start on CPU
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",                   # models are local; never reach for a hub
+    "TRANSFORMERS_OFFLINE": "1",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def start_ray(address: str) -> None:
+    """Connect to `address`, or start a local Ray sized to this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = dict(WORKER_ENV)
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+        if not torch.cuda.is_available():
+            env["DS_ACCELERATOR"] = "cpu"
+    runtime_env = {"env_vars": env}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=True, logging_level="WARNING")
+
+
+def generator_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
+    g = cfg.generator
+    return dict(model_path=model_path, seed=cfg.run.seed, max_new_tokens=cfg.rollout.max_new_tokens,
+                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                max_prompt_tokens=cfg.model.max_prompt_tokens, dtype=g.dtype, omp_threads_bind=g.omp_threads_bind,
+                kv_cache_gib=g.kv_cache_gib, gpu_memory_utilization=g.gpu_memory_utilization,
+                enforce_eager=g.enforce_eager)
+
+
+def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
+    a = cfg.algo
+    return dict(model_path=model_path, seed=cfg.run.seed, lr=a.lr, weight_decay=a.weight_decay,
+                max_grad_norm=a.max_grad_norm, zero_stage=cfg.trainer.zero_stage, backend=cfg.trainer.backend,
+                train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, clip_eps=a.clip_eps,
+                kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, loss_agg=a.loss_agg, tis_cap=cfg.rollout.tis_cap,
+                mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
+                rows_per_step=cfg.rollout.prompts_per_step * cfg.rollout.group_size, threads=cfg.trainer.threads)
+
+
+def reference_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
+    return dict(model_path=model_path, temperature=cfg.rollout.temperature,
+                micro_batch_size=cfg.algo.micro_batch_size, threads=cfg.trainer.threads)
+
+
+def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
+    r = cfg.reward
+    return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, alpha=r.alpha, beta=r.beta,
+                lam=r.lam, bonus_threshold=r.bonus_threshold, veto_threshold=r.veto_threshold,
+                batch_size=r.batch_size, max_length=r.max_length)
+
+
+def resolve_models(cfg: Config) -> tuple[str, str | None]:
+    """(policy path, reward model path or None); builds local models once, fetches nothing."""
+    from promedical.actors.models import resolve_model
+    policy = resolve_model(cfg.model.policy)
+    reward = None if cfg.reward.grader == "rule" else resolve_model(cfg.reward.model)
+    return policy, reward
+
+
+def build_roles(cfg: Config, policy_path: str, reward_path: str | None):
+    """Start the four roles as Ray actors with the resources of `placement.roles`."""
+    import ray
+    from promedical.actors.generator import Generator
+    from promedical.actors.policy import Policy
+    from promedical.actors.reference import Reference
+    from promedical.actors.reward_model import RewardModel
+    from promedical.rollout.loop import Roles
+
+    classes = {"policy": (Policy, policy_kwargs(cfg, policy_path)),
+               "reference": (Reference, reference_kwargs(cfg, policy_path)),
+               "reward": (RewardModel, reward_kwargs(cfg, reward_path)),
+               "generator": (Generator, generator_kwargs(cfg, policy_path))}
+    handles: dict[str, list] = {role: [] for role in classes}
+    for slot in actor_slots(cfg.placement.roles, cfg.generator.replicas):
+        cls, kwargs = classes[slot.role]
+        options: dict[str, Any] = dict(num_cpus=slot.num_cpus, num_gpus=slot.num_gpus,
+                                       name=None, max_concurrency=1)
+        if slot.memory_bytes:
+            options["memory"] = slot.memory_bytes
+        handles[slot.role].append(ray.remote(cls).options(**options).remote(**kwargs))
+    return Roles(policy=handles["policy"][0], reference=handles["reference"][0],
+                 reward=handles["reward"][0], generators=handles["generator"])

@@ -1,0 +1,1 @@
+"""Rubrics, criterion injection, reward-model training and tier aggregation."""

@@ -1,0 +1,129 @@
+"""Criterion graders: turn injected (instruction, response, criterion) triples into v_i in [0, 1].
+
+    rule        regex criteria (`pattern`): v = min(1, matches / RULE_FULL_MATCHES); no model
+    similarity  zero-shot: cosine of mean-pooled encoder embeddings of criterion and response, rescaled
+    trained     a criterion-injected cross-encoder trained with `promedical train-rm` (scalar head);
+                v = sigmoid((score - threshold) / temperature), calibrated at training time
+"""
+from __future__ import annotations
+
+import json
+
+import re
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from promedical.reward.injection import inject
+from promedical.reward.rubric import Criterion
+
+RULE_FULL_MATCHES = 4
+SIMILARITY_RANGE = (0.1, 0.6)   # cosine at or below the first is v=0, at or above the second v=1
+
+
+class Grader(Protocol):
+    def grade(self, instructions: Sequence[str], responses: Sequence[str],
+              criteria: Sequence[Criterion]) -> np.ndarray: ...
+
+
+class RuleGrader:
+    """For tests and the tiny preset: a criterion's regex counted in the response."""
+
+    def grade(self, instructions, responses, criteria) -> np.ndarray:
+        out = np.zeros(len(responses))
+        for k, (response, criterion) in enumerate(zip(responses, criteria)):
+            if criterion.pattern is None:
+                raise ValueError(f"criterion {criterion.id!r} has no pattern; the rule grader needs one")
+            out[k] = min(1.0, len(re.findall(criterion.pattern, response)) / RULE_FULL_MATCHES)
+        return out
+
+
+class _Encoder:
+    def __init__(self, model_path: str, max_length: int, batch_size: int, threads: int = 0) -> None:
+        import torch
+        from transformers import AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+
+class SimilarityGrader(_Encoder):
+    """Zero-shot grader from a sentence encoder (all-MiniLM-L6-v2); no training needed."""
+
+    def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
+        super().__init__(model_path, max_length, batch_size, threads)
+        from transformers import AutoModel
+        self.model = AutoModel.from_pretrained(model_path).eval()
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+        vectors = []
+        with torch.no_grad():
+            for k in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[k:k + self.batch_size], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+        return np.concatenate(vectors) if vectors else np.zeros((0, 1))
+
+    def grade(self, instructions, responses, criteria) -> np.ndarray:
+        todo = sorted({c.text for c in criteria} - set(self._cache))
+        if todo:
+            self._cache.update(zip(todo, self._embed(todo)))
+        unique = sorted(set(responses))
+        embedded = dict(zip(unique, self._embed(unique)))
+        cos = np.array([embedded[r] @ self._cache[c.text] for r, c in zip(responses, criteria)])
+        lo, hi = SIMILARITY_RANGE
+        return np.clip((cos - lo) / (hi - lo), 0.0, 1.0)
+
+
+class TrainedGrader(_Encoder):
+    """A cross-encoder with a scalar head that reads the injected triple (see reward/injection.py)."""
+
+    def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
+        super().__init__(model_path, max_length, batch_size, threads)
+        from transformers import AutoModelForSequenceClassification
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+        calib_path = Path(model_path) / "promedical_calibration.json"
+        calib = json.loads(calib_path.read_text()) if calib_path.exists() else {}
+        self.threshold = float(calib.get("threshold", 0.0))
+        self.temperature = float(calib.get("temperature", 1.0))
+        self.use_criterion = bool(calib.get("use_criterion", True))
+
+    def raw_scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Scalar score per injected pair, in batches of `batch_size`."""
+        import torch
+        out = []
+        with torch.no_grad():
+            for k in range(0, len(pairs), self.batch_size):
+                chunk = pairs[k:k + self.batch_size]
+                enc = self.tokenizer([a for a, _ in chunk], [b for _, b in chunk], padding=True,
+                                     truncation="only_second", max_length=self.max_length, return_tensors="pt")
+                out.append(self.model(**enc).logits[:, 0].float().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def grade(self, instructions, responses, criteria) -> np.ndarray:
+        pairs = [inject(i, r, c.text if self.use_criterion else None)
+                 for i, r, c in zip(instructions, responses, criteria)]
+        scores = self.raw_scores(pairs)
+        return 1.0 / (1.0 + np.exp(-(scores - self.threshold) / self.temperature))
+
+
+def make_grader(name: str, model_path: str | None, *, max_length: int, batch_size: int,
+                threads: int = 0) -> Grader:
+    if name == "rule":
+        return RuleGrader()
+    if model_path is None:
+        raise ValueError(f"grader {name!r} needs a model path")
+    cls = {"similarity": SimilarityGrader, "trained": TrainedGrader}[name]
+    return cls(model_path, max_length=max_length, batch_size=batch_size, threads=threads)
+
+
+GRADERS = ("rule", "similarity", "trained")

@@ -1,0 +1,1 @@
+"""Arrow wire formats, the rollout buffer and the run directory."""

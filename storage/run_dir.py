@@ -1,0 +1,66 @@
+"""The run directory: resolved config, metric log, per-step rollouts (Arrow IPC) and checkpoints.
+
+    RUN_DIR/config.yaml           the resolved config the run used
+    RUN_DIR/metrics.msgpack       append-only metric events (storage.metrics_log)
+    RUN_DIR/rollouts/step_000001.arrow   the rollouts trained on at that step, ROLLOUT_SCHEMA
+    RUN_DIR/checkpoints/step_000010/     policy (HF format), optimizer, RNG, data position, buffer
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from promedical.storage.schema import ROLLOUT_SCHEMA, check_complete
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.msgpack"
+
+    @property
+    def rollouts_dir(self) -> Path:
+        return self.root / "rollouts"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    def create(self, config_yaml: str) -> None:
+        self.rollouts_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.config_path, config_yaml.encode())
+
+    def write_rollouts(self, step: int, batch: pa.RecordBatch) -> Path:
+        check_complete(batch)
+        path = self.rollouts_dir / f"step_{step:06d}.arrow"
+        sink = pa.BufferOutputStream()
+        with ipc.new_file(sink, ROLLOUT_SCHEMA) as writer:
+            writer.write_batch(batch)
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        return path
+
+    def read_rollouts(self) -> pa.Table:
+        """Every stored rollout row of the run, in step order."""
+        files = sorted(self.rollouts_dir.glob("step_*.arrow"))
+        tables = [ipc.open_file(pa.memory_map(str(p))).read_all() for p in files]
+        return pa.concat_tables(tables) if tables else ROLLOUT_SCHEMA.empty_table()
