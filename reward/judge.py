@@ -1,0 +1,190 @@
+"""LLM-as-judge for one rubric criterion at a time: prompt, JSON verdict parsing, retries, error counts.
+
+One criterion per call. The judge must answer with a JSON object {"criteria_met": true|false, ...};
+for a veto criterion "met" means the harmful behaviour occurred (HealthBench's convention for negative
+items). Anything else is an invalid verdict (met=None) with a short error code, counted by `judge_many`;
+nothing here raises on a bad answer or a failing endpoint.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from promedical.reward.rubric import Criterion, Tier
+
+JUDGE_TEMPLATE = """You are grading one response of an AI assistant against ONE rubric criterion.
+
+# Conversation
+{instruction}
+
+# Response to grade
+{response}
+
+# Criterion
+{criterion}
+
+{meaning}
+Answer with only a JSON object: {{"explanation": "<one sentence>", "criteria_met": true or false}}"""
+
+MEANING = {
+    Tier.VETO: "This criterion describes an undesirable behaviour: criteria_met is true when the response "
+               "shows that behaviour.",
+    Tier.PROFICIENCY: "criteria_met is true when the response fully satisfies the criterion.",
+    Tier.BONUS: "criteria_met is true when the response fully satisfies the criterion.",
+}
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    met: bool | None        # None = invalid verdict (see error)
+    error: str | None       # short code: no_json, bad_json, missing_criteria_met, http_500, timeout, ...
+    raw: str                # the judge's raw answer ("" when the call itself failed)
+
+
+@dataclass
+class JudgeStats:
+    total: int = 0
+    valid: int = 0
+    invalid: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        errors = ", ".join(f"{k}={v}" for k, v in sorted(self.by_error.items())) or "none"
+        return f"{self.total} verdicts: {self.valid} valid, {self.invalid} invalid (errors: {errors})"
+
+
+class Judge(Protocol):
+    def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict: ...
+
+
+def judge_prompt(instruction: str, response: str, criterion: Criterion) -> str:
+    return JUDGE_TEMPLATE.format(instruction=instruction, response=response, criterion=criterion.text,
+                                 meaning=MEANING[criterion.tier])
+
+
+def parse_verdict(raw: str) -> Verdict:
+    """The verdict in a judge's answer: a JSON object (optionally fenced) with a boolean criteria_met."""
+    text = raw.strip()
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return Verdict(met=None, error="no_json", raw=raw)
+    try:
+        obj = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return Verdict(met=None, error="bad_json", raw=raw)
+    if not isinstance(obj, dict) or "criteria_met" not in obj:
+        return Verdict(met=None, error="missing_criteria_met", raw=raw)
+    met = obj["criteria_met"]
+    if isinstance(met, str) and met.strip().lower() in ("true", "false"):
+        met = met.strip().lower() == "true"
+    if not isinstance(met, bool):
+        return Verdict(met=None, error="criteria_met_not_bool", raw=raw)
+    return Verdict(met=met, error=None, raw=raw)
+
+
+class OpenAICompatibleJudge:
+    """A chat-completions endpoint (OpenAI, vLLM serve, llama.cpp server, ...) reached with urllib."""
+
+    def __init__(self, *, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 30,
+                 retries: int = 2, max_tokens: int = 256, backoff_s: float = 0.5) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key = model, api_key
+        self.timeout_s, self.retries = timeout_s, retries
+        self.max_tokens, self.backoff_s = max_tokens, backoff_s
+
+    def _post(self, prompt: str) -> str:
+        body = {"model": self.model, "temperature": 0.0, "max_tokens": self.max_tokens,
+                "messages": [{"role": "user", "content": prompt}]}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+            payload: Any = json.loads(reply.read().decode("utf-8"))
+        return str(payload["choices"][0]["message"]["content"] or "")
+
+    def _once(self, prompt: str) -> Verdict:
+        try:
+            return parse_verdict(self._post(prompt))
+        except urllib.error.HTTPError as exc:
+            return Verdict(met=None, error=f"http_{exc.code}", raw="")
+        except (TimeoutError, OSError) as exc:
+            kind = "timeout" if "timed out" in str(exc) else "connection"
+            return Verdict(met=None, error=kind, raw="")
+        except (ValueError, KeyError, IndexError, TypeError):
+            return Verdict(met=None, error="bad_reply", raw="")
+
+    def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict:
+        """Up to 1 + retries attempts; an invalid verdict or a failed call is retried."""
+        prompt = judge_prompt(instruction, response, criterion)
+        verdict = self._once(prompt)
+        for attempt in range(self.retries):
+            if verdict.met is not None:
+                break
+            time.sleep(self.backoff_s * (2 ** attempt))
+            verdict = self._once(prompt)
+        return verdict
+
+
+class VLLMJudge:
+    """A local model through vllm.LLM (greedy); `judge_batch` grades many triples in one generate call."""
+
+    def __init__(self, *, model: str, max_tokens: int = 256, retries: int = 1, **llm_kwargs: Any) -> None:
+        from vllm import LLM, SamplingParams  # heavy: imported only when a local judge is used
+
+        self.llm = LLM(model=model, **llm_kwargs)
+        self.params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        self.retries = retries
+
+    def _generate(self, prompts: list[str]) -> list[str]:
+        conversations = [[{"role": "user", "content": p}] for p in prompts]
+        outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
+
+    def judge_batch(self, items: list[tuple[str, str, Criterion]]) -> list[Verdict]:
+        prompts = [judge_prompt(i, r, c) for i, r, c in items]
+        verdicts = [parse_verdict(t) for t in self._generate(prompts)]
+        for _ in range(self.retries):
+            todo = [k for k, v in enumerate(verdicts) if v.met is None]
+            if not todo:
+                break
+            for k, text in zip(todo, self._generate([prompts[k] for k in todo])):
+                verdicts[k] = parse_verdict(text)
+        return verdicts
+
+    def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict:
+        return self.judge_batch([(instruction, response, criterion)])[0]
+
+
+def _safe(judge: Judge, item: tuple[str, str, Criterion]) -> Verdict:
+    try:
+        return judge.judge(*item)
+    except Exception as exc:  # a judge must never take a labelling run down; the error is counted
+        return Verdict(met=None, error=f"exception_{type(exc).__name__}", raw="")
+
+
+def judge_many(judge: Judge, items: list[tuple[str, str, Criterion]]) -> tuple[list[Verdict], JudgeStats]:
+    """Verdicts for every (instruction, response, criterion) triple, in order, with counts of invalid ones."""
+    batch = getattr(judge, "judge_batch", None)
+    if batch is not None:
+        try:
+            verdicts = list(batch(items))
+        except Exception:
+            verdicts = [_safe(judge, item) for item in items]
+    else:
+        verdicts = [_safe(judge, item) for item in items]
+    errors = Counter(v.error for v in verdicts if v.met is None)
+    stats = JudgeStats(total=len(verdicts), valid=len(verdicts) - sum(errors.values()),
+                       invalid=sum(errors.values()), by_error=dict(errors))
+    return verdicts, stats
