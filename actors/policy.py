@@ -143,6 +143,8 @@ class Policy:
                 # DeepSpeed divides by gradient_accumulation_steps; undo it so each micro-batch
                 # contributes its share of the mini-batch mean.
                 self.engine.backward(terms.loss * share * self.micro_per_mini)
+                if rows is groups[-1] and self.zero_stage == 0 and not self._bf16():
+                    grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
                 self.engine.step()
                 for key in stats:
                     stats[key].append(float(getattr(terms, key).detach()) * share)
@@ -174,3 +176,9 @@ def _pad(seqs: list[list[float]], width: int):
     for j, s in enumerate(seqs):
         out[j, : len(s)] = torch.tensor(s[:width], dtype=torch.float32)
     return out
+
+
+def _grad_norm(module) -> float:
+    import torch
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
