@@ -1,0 +1,27 @@
+"""`promedical metrics RUN_DIR|JOB`: per-step rollout metrics, live with --follow, JSON lines with --json."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from promedical.deploy.commands.submit import add_address_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help="show per-step metrics of a run directory or a submitted job")
+    p.add_argument("target", metavar="RUN_DIR|JOB", help="a local run directory or a job id")
+    p.add_argument("--follow", "-f", action="store_true", help="keep updating until the run or job ends")
+    p.add_argument("--json", action="store_true", help="print one JSON record per step")
+    add_address_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from promedical.deploy import metrics_view as view
+
+    if view.is_run_dir_target(args.target):
+        events = view.run_dir_events(Path(args.target), args.follow)
+    else:
+        events = view.job_events(args.address, args.target, args.follow)
+    view.render(events, args.json, lambda line: print(line, flush=True))
+    return 0

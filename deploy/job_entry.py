@@ -1,0 +1,86 @@
+"""The driver a submitted job runs on the cluster: train, echo each metric event to stdout, mark the end.
+
+    python -m promedical.deploy.job_entry --config job_config.yaml --run-dir ~/promedical-runs/ID
+
+The echo lets `promedical metrics JOB` follow a run whose directory only the cluster can see; it tails
+the durable log rather than hooking the loop, so what a client sees is exactly what was logged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from promedical.deploy.metrics_view import DONE_MARKER, END_PREFIX, METRICS_PREFIX, to_json
+
+ECHO_POLL_S = 0.5
+
+
+class Echo(threading.Thread):
+    """Prints every event appended to RUN_DIR/metrics.msgpack as one prefixed JSON line on stdout."""
+
+    def __init__(self, log_path: Path) -> None:
+        super().__init__(name="metrics-echo", daemon=True)
+        self.log_path = log_path
+        self.offset = 0
+        self.stopping = threading.Event()
+
+    def drain(self) -> None:
+        from promedical.storage.metrics_log import read_events
+
+        events, self.offset = read_events(self.log_path, self.offset)
+        for event in events:
+            sys.stdout.write(METRICS_PREFIX + to_json(event) + "\n")
+        sys.stdout.flush()
+
+    def run(self) -> None:
+        while not self.stopping.wait(ECHO_POLL_S):
+            self.drain()
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.join()
+        self.drain()
+
+
+class Stopped(Exception):
+    """SIGTERM from `ray job stop`: unwind so the run is marked stopped."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Stopped()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from promedical.deploy.config import load_config
+    from promedical.deploy.run import train
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", required=True)
+    p.add_argument("--run-dir", required=True)
+    args = p.parse_args(argv)
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    echo = Echo(run_dir / "metrics.msgpack")
+    echo.start()
+    outcome = "failed"
+    try:
+        train(load_config(args.config), run_dir)
+        outcome = "finished"
+    except Stopped:
+        outcome = "stopped"
+        return 143
+    finally:
+        echo.finish()
+        end = json.dumps({"status": outcome, "run_dir": str(run_dir)})
+        if run_dir.is_dir():
+            (run_dir / DONE_MARKER).write_text(end + "\n", encoding="utf-8")
+        print(END_PREFIX + end, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
