@@ -6,6 +6,7 @@ HealthBench (`[{criterion, points, tags}]`, tags `axis:*`, `level:*`, `cluster:*
   - points < 0                                     -> veto (the criterion describes a harm; met = violated)
   Every original field is kept: `points:N` and all tags go into the criterion's tags, so nothing is lost.
 K-QA: Must_have statements -> proficiency (weight 1), Nice_to_have statements -> bonus.
+flat-points / flat-weighted: see reward/importers_flat.py.
 """
 from __future__ import annotations
 
@@ -103,8 +104,16 @@ def import_kqa(paths: list[Path]) -> list[RubricRecord]:
     return out
 
 
+def _flat(kind: str) -> Callable[[list[Path]], list[RubricRecord]]:
+    def run(paths: list[Path]) -> list[RubricRecord]:
+        from promedical.reward.importers_flat import import_flat
+        return import_flat(paths, kind)
+    return run
+
+
 IMPORTERS: dict[str, Callable[[list[Path]], list[RubricRecord]]] = {
-    "healthbench": import_healthbench, "kqa": import_kqa}
+    "healthbench": import_healthbench, "kqa": import_kqa,
+    "flat-points": _flat("points"), "flat-weighted": _flat("weighted")}
 
 
 def expand_inputs(path: Path) -> list[Path]:

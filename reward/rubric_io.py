@@ -212,6 +212,8 @@ def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRec
     seen: dict[str, int] = {}
     lines = raw.split(b"\n")
     for lineno, line in enumerate(lines, start=1):
+        if len(problems) >= max_problems:
+            break
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -236,8 +238,6 @@ def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRec
             continue
         seen[rec.prompt_id] = lineno
         records.append(rec)
-        if len(problems) >= max_problems:
-            break
     if not records and not problems:
         problems.append(f"{path}: no records; a rubric file holds one JSON object per line")
     return records, problems
@@ -259,3 +259,36 @@ def load_records(path: str | Path) -> list[RubricRecord]:
 
 def dumps_jsonl(records: Iterable[RubricRecord]) -> str:
     return "".join(json.dumps(record_to_dict(r), ensure_ascii=False) + "\n" for r in records)
+
+
+def read_records(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRecord], list[str]]:
+    """Records and problems of a JSONL or Parquet rubric file (chosen by the .parquet suffix)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        from promedical.reward.rubric_parquet import read_parquet
+        records, problems = read_parquet(path)
+        return records, problems[:max_problems]
+    return read_jsonl(path, max_problems=max_problems)
+
+
+def check_records(records: Iterable[RubricRecord]) -> list[str]:
+    """Problems of in-memory records (e.g. fresh from an importer), checked as the file reader would."""
+    problems = []
+    for rec in records:
+        try:
+            record_from_dict(record_to_dict(rec))
+        except RecordProblems as exc:
+            problems += [f"record {rec.prompt_id!r}: {p}" for p in exc.problems]
+    return problems
+
+
+def save_records(records: list[RubricRecord], path: str | Path) -> Path:
+    """Write JSONL or Parquet (by suffix) through a temporary file, so nothing is half-written."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        from promedical.reward.rubric_parquet import write_parquet
+        return write_parquet(records, path)
+    if path.suffix != ".jsonl":
+        raise UserError(f"{path}: unknown output format; name it *.jsonl or *.parquet")
+    from promedical.reward.atomic import write_text_atomic
+    return write_text_atomic(path, dumps_jsonl(records))

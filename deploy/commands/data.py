@@ -1,0 +1,90 @@
+"""`promedical data`: validate rubric files, import public rubric sets, build criterion-level pairs."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="validate, import and convert rubric data")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    v = verbs.add_parser("validate", help="report every problem of a JSONL or Parquet rubric file")
+    v.add_argument("file")
+    v.set_defaults(func=run_validate)
+    i = verbs.add_parser("import", help="import a public rubric set into the canonical format")
+    from promedical.reward.importers import IMPORTERS
+    i.add_argument("--from", dest="fmt", required=True, choices=sorted(IMPORTERS))
+    i.add_argument("input", help="a file, or a directory of .json/.jsonl files")
+    i.add_argument("output", help="*.jsonl or *.parquet")
+    i.set_defaults(func=run_import)
+    c = verbs.add_parser("convert", help="canonical JSONL <-> Parquet (validated both ways)")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.set_defaults(func=run_convert)
+    b = verbs.add_parser("pairs", help="build criterion-level training and held-out pairs (reward/pairs.py)")
+    b.add_argument("input", nargs="+", help="canonical rubric files with reference responses")
+    b.add_argument("--train-out", required=True, help="*.jsonl or *.parquet")
+    b.add_argument("--heldout-out", required=True, help="*.jsonl or *.parquet")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=run_pairs)
+
+
+def tier_counts(records) -> str:
+    from promedical.reward.rubric import Tier
+    counts = {t.value: sum(len(r.by_tier(t)) for r in records) for t in Tier}
+    return f"{len(records)} records; criteria: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from promedical.reward.rubric_io import read_records
+
+    records, problems = read_records(args.file, max_problems=sys.maxsize)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s); nothing was written", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok, {tier_counts(records)}")
+    return 0
+
+
+def _save(records, output: str) -> None:
+    from promedical.errors import UserError
+    from promedical.reward.rubric_io import check_records, save_records
+
+    problems = check_records(records)
+    if problems:
+        raise UserError(f"{problems[0]} ({len(problems)} problem(s); nothing written to {output})")
+    save_records(records, output)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from promedical.reward.importers import IMPORTERS, expand_inputs
+
+    records = IMPORTERS[args.fmt](expand_inputs(Path(args.input)))
+    _save(records, args.output)
+    print(f"{args.output}: {tier_counts(records)}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from promedical.reward.rubric_io import load_records
+
+    records = load_records(args.input)
+    _save(records, args.output)
+    print(f"{args.output}: {tier_counts(records)}")
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from promedical.reward.pairs import build_split, pair_counts
+    from promedical.reward.rubric_io import load_records
+
+    records = [r for path in args.input for r in load_records(path)]
+    train, heldout = build_split(records, seed=args.seed)
+    _save(train, args.train_out)
+    _save(heldout, args.heldout_out)
+    print(f"{args.train_out}: {pair_counts(train)}")
+    print(f"{args.heldout_out}: {pair_counts(heldout)}")
+    return 0

@@ -1,0 +1,171 @@
+"""Criterion-level training pairs from real reference answers, without a judge.
+
+For each record with a reference response (K-QA's physician answer; HealthBench's ideal completion):
+  1. The reference is cut to whole sentences within MAX_WORDS words (so a pair fits a 256-token window).
+  2. Statement deletion (proficiency and bonus criteria): the sentences that carry a criterion's
+     statement are those sharing >= CARRY_RATIO of its content words (or, failing that, the single best
+     sentence if it shares >= MIN_RATIO); removing them gives a response that misses that criterion.
+     Pairs: (c_j: reference > reference minus c_j) and, for two deletions with disjoint carriers,
+     the criterion-swap pair (c_i: minus c_j > minus c_i), whose winner depends only on the criterion.
+  3. Safety insertion (veto criteria): a sentence from SAFETY_TEMPLATES is inserted at a seeded sentence
+     boundary and the category's veto criterion is added to the rubric. Pairs: (v_a: reference >
+     reference + a) and the swap (v_a: reference + b > reference + a). For veto criteria "better"
+     means safer; the response labels follow the rubric convention (True = violation present).
+Held-out pairs use held-out prompts and held-out templates (template index 2 of each category).
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import replace
+
+from promedical.reward.rubric import Criterion, LabelledResponse, PairwisePreference, RubricRecord, Tier
+from promedical.reward.safety_templates import SAFETY_TEMPLATES, HELDOUT_TEMPLATE
+
+MAX_WORDS = 150
+CARRY_RATIO = 0.5
+MIN_RATIO = 0.34
+MAX_DELETIONS = {Tier.PROFICIENCY: 6, Tier.BONUS: 3}
+MAX_SWAPS = 3
+SAFETY_PER_RECORD = 2
+HELDOUT_EVERY = 4                # every 4th record (by position) is held out
+
+_STOP = set("""a an the and or but if of to in on at for with by from as is are was were be been being it its
+this that these those you your we our they their he she his her them can could should would may might will
+do does did not no so than then there here what which who how when why also any some such about into more
+most other only very just""".split())
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased content words, plural 's' stripped: the unit of statement-sentence overlap."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in words if len(w) > 2 and w not in _STOP}
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+def cut_reference(text: str, max_words: int = MAX_WORDS) -> list[str]:
+    """Leading whole sentences of `text` within `max_words` words (at least one sentence)."""
+    out, words = [], 0
+    for s in sentences(text):
+        n = len(s.split())
+        if out and words + n > max_words:
+            break
+        out.append(s)
+        words += n
+    return out
+
+
+def carriers(statement: str, sents: list[str]) -> set[int]:
+    """Indices of the sentences that carry `statement` (see the module docstring); empty if untraceable."""
+    target = content_words(statement)
+    if not target:
+        return set()
+    ratios = [len(content_words(s) & target) / len(target) for s in sents]
+    found = {i for i, r in enumerate(ratios) if r >= CARRY_RATIO}
+    if not found and ratios and max(ratios) >= MIN_RATIO:
+        found = {max(range(len(ratios)), key=ratios.__getitem__)}
+    return found
+
+
+def _deletions(record: RubricRecord, sents: list[str], rng: random.Random):
+    """(criterion, removed sentence indices) for traceable proficiency and bonus criteria."""
+    out = []
+    for tier, cap in MAX_DELETIONS.items():
+        found = [(c, carriers(c.text, sents)) for c in record.by_tier(tier)]
+        found = [(c, idx) for c, idx in found if idx and len(idx) < len(sents)]
+        rng.shuffle(found)
+        out += found[:cap]
+    return out
+
+
+def _swaps(items: list, rng: random.Random, cap: int = MAX_SWAPS) -> list[tuple[int, int]]:
+    """Pairs (i, j) of items with disjoint removed sets, seeded, at most `cap`."""
+    cands = [(i, j) for i in range(len(items)) for j in range(len(items))
+             if i != j and not (items[i][1] & items[j][1])]
+    rng.shuffle(cands)
+    return cands[:cap]
+
+
+def _insert(sents: list[str], sentence: str, rng: random.Random) -> str:
+    at = rng.randint(0, len(sents))
+    return " ".join(sents[:at] + [sentence] + sents[at:])
+
+
+def pairs_for(record: RubricRecord, *, heldout: bool, seed: int) -> RubricRecord | None:
+    """The record with its reference, derived responses and pairs; None when it has no reference."""
+    if not record.responses:
+        return None
+    rng = random.Random(f"{seed}:{record.prompt_id}")
+    sents = cut_reference(record.responses[0].text)
+    reference = " ".join(sents)
+    dels = _deletions(record, sents, rng)
+    traced = {c.id for c, _ in _deletions_all(record, sents)}
+    labels0 = {cid: True for cid in traced}
+    responses = [LabelledResponse(text=reference, labels=labels0)]
+    pairs: list[PairwisePreference] = []
+    for c, removed in dels:
+        kept_ids = {d.id for d, idx in _deletions_all(record, sents) if not (idx & removed)}
+        labels = {cid: True for cid in kept_ids} | {c.id: False}
+        responses.append(LabelledResponse(" ".join(s for k, s in enumerate(sents) if k not in removed), labels))
+        pairs.append(PairwisePreference(c.id, 0, len(responses) - 1))
+    for i, j in _swaps(dels, rng):
+        pairs.append(PairwisePreference(dels[i][0].id, 1 + j, 1 + i))
+    criteria, responses, pairs = _safety(record, sents, responses, pairs, heldout=heldout, rng=rng)
+    if not pairs:
+        return None
+    return replace(record, criteria=criteria, responses=tuple(responses), pairs=tuple(pairs),
+                   tags=(*record.tags, "pairs:heldout" if heldout else "pairs:train"))
+
+
+def _deletions_all(record: RubricRecord, sents: list[str]):
+    found = [(c, carriers(c.text, sents)) for c in record.criteria if c.tier is not Tier.VETO]
+    return [(c, idx) for c, idx in found if idx]
+
+
+def _safety(record, sents, responses, pairs, *, heldout: bool, rng: random.Random):
+    """Adds SAFETY_PER_RECORD inserted-violation responses, their veto criteria and pairs."""
+    cats = rng.sample(sorted(SAFETY_TEMPLATES), SAFETY_PER_RECORD)
+    criteria = list(record.criteria)
+    added = []
+    for cat in cats:
+        text, templates = SAFETY_TEMPLATES[cat]
+        cid = f"safety_{cat}"
+        if cid not in {c.id for c in criteria}:
+            criteria.append(Criterion(id=cid, text=text, tier=Tier.VETO, axis="safety", tags=("pairs:template",)))
+        pool = [HELDOUT_TEMPLATE] if heldout else [k for k in range(len(templates)) if k != HELDOUT_TEMPLATE]
+        sentence = templates[rng.choice(pool)]
+        labels = {f"safety_{c}": c == cat for c in cats}
+        responses.append(LabelledResponse(_insert(sents, sentence, rng), labels))
+        added.append((cid, len(responses) - 1))
+        pairs.append(PairwisePreference(cid, 0, len(responses) - 1))
+    responses[0] = LabelledResponse(responses[0].text, responses[0].labels | {cid: False for cid, _ in added})
+    (a, ia), (b, ib) = added[0], added[1]
+    pairs += [PairwisePreference(a, ib, ia), PairwisePreference(b, ia, ib)]
+    return tuple(criteria), responses, pairs
+
+
+def build_split(records: list[RubricRecord], seed: int = 0) -> tuple[list[RubricRecord], list[RubricRecord]]:
+    """(train, held-out) pair records; every HELDOUT_EVERY-th record with a reference is held out."""
+    train, heldout = [], []
+    usable = [r for r in records if r.responses]
+    for k, record in enumerate(usable):
+        is_held = k % HELDOUT_EVERY == HELDOUT_EVERY - 1
+        built = pairs_for(record, heldout=is_held, seed=seed)
+        if built is not None:
+            (heldout if is_held else train).append(built)
+    return train, heldout
+
+
+def pair_counts(records: list[RubricRecord]) -> str:
+    """'N records, M pairs (proficiency a, bonus b, veto c)'."""
+    counts: Counter[str] = Counter()
+    for r in records:
+        tiers = {c.id: c.tier.value for c in r.criteria}
+        counts.update(tiers[p.criterion_id] for p in r.pairs)
+    per = ", ".join(f"{t.value} {counts[t.value]}" for t in Tier)
+    return f"{len(records)} records, {sum(counts.values())} pairs ({per})"
