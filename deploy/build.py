@@ -5,7 +5,8 @@ import os
 from typing import Any
 
 from promedical.deploy.config import Config
-from promedical.deploy.placement import actor_slots
+from promedical.deploy.placement import make_plan, place_actors
+from promedical.errors import UserError
 
 WORKER_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # vLLM runs inside its actor's process: faster start on CPU
@@ -74,26 +75,29 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
     return policy, reward
 
 
+# roles the loop drives one replica of; more replicas are planned (`promedical plan`) but not started
+SINGLE_REPLICA_ROLES = ("policy", "reference", "reward")
+
+
 def build_roles(cfg: Config, policy_path: str, reward_path: str | None):
-    """Start the four roles as Ray actors with the resources of `placement.roles`."""
-    import ray
+    """Plan placement, reserve one Ray placement group per bundle group, start each replica in its bundle."""
     from promedical.actors.generator import Generator
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
     from promedical.actors.reward_model import RewardModel
     from promedical.rollout.loop import Roles
 
+    plan = make_plan(cfg.placement, cfg.generator.replicas)
+    for role in SINGLE_REPLICA_ROLES:
+        replicas = sum(1 for s in plan.slots if s.role == role)
+        if replicas != 1:
+            raise UserError(f"placement.roles.{role}.replicas={replicas}: training runs one {role} replica "
+                            f"(multi-rank {role} is not built yet); set it to 1 to train, "
+                            f"use `promedical plan` to lay out larger clusters")
     classes = {"policy": (Policy, policy_kwargs(cfg, policy_path)),
                "reference": (Reference, reference_kwargs(cfg, policy_path)),
                "reward": (RewardModel, reward_kwargs(cfg, reward_path)),
                "generator": (Generator, generator_kwargs(cfg, policy_path))}
-    handles: dict[str, list] = {role: [] for role in classes}
-    for slot in actor_slots(cfg.placement.roles, cfg.generator.replicas):
-        cls, kwargs = classes[slot.role]
-        options: dict[str, Any] = dict(num_cpus=slot.num_cpus, num_gpus=slot.num_gpus,
-                                       name=None, max_concurrency=1)
-        if slot.memory_bytes:
-            options["memory"] = slot.memory_bytes
-        handles[slot.role].append(ray.remote(cls).options(**options).remote(**kwargs))
+    handles, _groups = place_actors(plan, classes, cfg.placement.timeout_s)
     return Roles(policy=handles["policy"][0], reference=handles["reference"][0],
                  reward=handles["reward"][0], generators=handles["generator"])

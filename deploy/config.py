@@ -99,6 +99,9 @@ class PlacementConfig:
     groups: dict[str, str] = field(default_factory=dict)   # mapping strategy: role -> bundle group name
     roles: dict[str, RoleResources] = field(default_factory=lambda: {
         role: RoleResources() for role in ("policy", "reference", "reward", "generator")})
+    bundle_strategy: str = "PACK"        # Ray placement-group strategy per group: PACK, SPREAD, STRICT_*
+    timeout_s: float = 120.0             # placement groups not ready by then fail with asked vs available
+    weight_sync: str = "auto"            # registry: auto, object_store, nccl, cuda_ipc (see actors/weight_sync.py)
 
 
 @dataclass
@@ -141,7 +144,7 @@ def problems(cfg: Config) -> list[str]:
     """Every value-level problem of a loaded config, as 'key=value: reason'."""
     from promedical.reward.aggregate import AGGREGATORS, RewardShape
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
-    from promedical.deploy.placement import STRATEGIES
+    from promedical.deploy.placement import STRATEGIES, placement_problems
 
     out = _positive(cfg)
     if cfg.rollout.group_size < 2:
@@ -167,10 +170,7 @@ def problems(cfg: Config) -> list[str]:
     shape = RewardShape(alpha=cfg.reward.alpha, beta=cfg.reward.beta, lam=cfg.reward.lam,
                         bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold)
     out += [f"reward.{p}" for p in shape.problems()]
-    for role in cfg.placement.roles:
-        if role not in ("policy", "reference", "reward", "generator"):
-            out.append(f"placement.roles.{role}: unknown role; roles are policy, reference, reward, generator")
-    return out
+    return out + placement_problems(cfg.placement, cfg.generator.replicas)
 
 
 def preset_names() -> list[str]:
