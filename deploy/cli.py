@@ -7,7 +7,7 @@ import sys
 
 from promedical.errors import UserError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
