@@ -6,6 +6,7 @@ Every SDK failure a user can fix (wrong address, missing or wrong token, unknown
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import shlex
@@ -25,6 +26,8 @@ JOB_RUNS_ROOT = "~/promedical-runs"      # default run dirs on the cluster: JOB_
 # Not shipped to the cluster: environments, VCS data, caches and local run outputs.
 STAGE_IGNORE = (".venv", ".git", "__pycache__", "*.egg-info", "runs", ".cache", "build", ".whl",
                 "benchmarks", "*.pyc")
+QUIET_LOGGERS = ("ray", "ray.dashboard.modules.job.sdk", "ray.dashboard.modules.dashboard_sdk",
+                 "ray._private.runtime_env.packaging")
 TOKEN_HELP = ("put the cluster's token (`ray get-auth-token` on the head node) in RAY_AUTH_TOKEN "
               "or ~/.ray/auth_token")
 
@@ -80,6 +83,8 @@ def connect(address: str | None):
 
     url = resolve_address(address)
     token = load_token()
+    for name in QUIET_LOGGERS:                             # the SDK's upload/websocket chatter
+        logging.getLogger(name).setLevel(logging.WARNING)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     with user_errors(url):
         client = JobSubmissionClient(url, headers=headers)

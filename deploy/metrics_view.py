@@ -42,10 +42,8 @@ def header() -> str:
 
 def _cell(value: Any, width: int, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{'-':>{width}}"
-    if fmt == "d":
-        return f"{int(value):>{width}d}"
-    return f"{float(value):>{width}{fmt}}"
+        return "-".rjust(width)
+    return format(int(value) if fmt == "d" else float(value), fmt).rjust(width)
 
 
 def row(event: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from promedical.deploy.commands.submit import add_address_arg
@@ -21,7 +22,18 @@ def run(args: argparse.Namespace) -> int:
 
     if view.is_run_dir_target(args.target):
         events = view.run_dir_events(Path(args.target), args.follow)
-    else:
-        events = view.job_events(args.address, args.target, args.follow)
+        view.render(events, args.json, lambda line: print(line, flush=True))
+        return 0
+    events = view.job_events(args.address, args.target, args.follow)
     view.render(events, args.json, lambda line: print(line, flush=True))
-    return 0
+    return job_outcome(args.address, args.target) if args.follow else 0
+
+
+def job_outcome(address: str | None, job_id: str) -> int:
+    """After following a job: say how it ended on stderr; 1 if it failed, so scripts notice."""
+    from promedical.deploy import jobs
+
+    info = jobs.status(address, job_id)
+    print(f"{job_id}: {info['status']}" + (f" ({info['message'].splitlines()[0]})" if info["message"] else ""),
+          file=sys.stderr)
+    return 1 if info["status"] == "FAILED" else 0
