@@ -7,7 +7,7 @@ import sys
 
 from promedical.errors import UserError
 
-COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report")
+COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
