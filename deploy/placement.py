@@ -11,6 +11,7 @@ One Ray placement group is made per group, with `placement.bundle_strategy` (PAC
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -141,6 +142,12 @@ def placement_problems(placement: Any, generator_replicas: int) -> list[str]:
                        f"e.g. --set placement.groups.{missing[0]}=train")
     out += [f"placement.groups.{r}: unknown role; roles are {', '.join(ROLES)}" for r in placement.groups
             if r not in ROLES]
+    if placement.strategy in STRATEGIES and not any("groups" in line for line in out):
+        for group, bundles in make_plan(placement, generator_replicas).bundles.items():
+            odd = [b.gpus for b in bundles if b.gpus > 1 and b.gpus != int(b.gpus)]
+            if odd:
+                out.append(f"placement: a bundle of group {group!r} sums to {odd[0]:g} GPUs; Ray needs a "
+                           f"whole number above 1, so adjust placement.roles.<role>.num_gpus of its roles")
     if placement.bundle_strategy not in BUNDLE_STRATEGIES:
         out.append(f"placement.bundle_strategy={placement.bundle_strategy!r} is unknown; "
                    f"choose one of {list(BUNDLE_STRATEGIES)}")
@@ -221,7 +228,10 @@ def _order(strategy: str, nodes: list[Node], used: list[str]) -> list[Node]:
 
 def _place_group(bundles: list[Resources], strategy: str, nodes: list[Node]) -> list[str] | None:
     """Node name per bundle, reserving on `nodes`, or None (nodes untouched) when the group does not fit."""
-    pools = [[i] for i in range(len(nodes))] if strategy == "STRICT_PACK" else [list(range(len(nodes)))]
+    singles = [[i] for i in range(len(nodes))]
+    # PACK, like Ray, first looks for one node that takes the whole group, then packs greedily
+    pools = {"STRICT_PACK": singles, "PACK": singles + [list(range(len(nodes)))]}.get(
+        strategy, [list(range(len(nodes)))])
     for pool in pools:
         trial = [nodes[i].copy() for i in pool]
         names: list[str] = []
@@ -244,16 +254,16 @@ def fit(plan: Plan, nodes: list[Node], where: str) -> dict[tuple[str, int], str]
     for group, bundles in plan.bundles.items():
         names = _place_group(bundles, plan.bundle_strategy, free)
         if names is None:
-            raise UserError(unsatisfiable_message(plan, group, nodes, where))
+            raise UserError(unsatisfiable_message(plan, f"cannot place group {group!r}", nodes, where))
         out.update({(group, i): name for i, name in enumerate(names)})
     return out
 
 
-def unsatisfiable_message(plan: Plan, group: str, nodes: list[Node], where: str) -> str:
+def unsatisfiable_message(plan: Plan, problem: str, nodes: list[Node], where: str) -> str:
+    """One line in the manner of RLlib's placement timeout: what went wrong, asked, available, the fix."""
     asked = "; ".join(f"{g}: {len(b)} x [{b[0]}]" if len(set(b)) == 1 else f"{g}: {len(b)} bundles, "
                       f"{sum(b, Resources())}" for g, b in plan.bundles.items())
-    return (f"placement.strategy={plan.strategy} ({plan.bundle_strategy}) cannot place group {group!r} on "
-            f"{where}. Asked: {asked} (total {plan.total()}). Available: "
+    return (f"placement.strategy={plan.strategy} ({plan.bundle_strategy}) {problem} on {where}. Asked: {asked} (total {plan.total()}). Available: "
             + "; ".join(n.describe() for n in nodes)
             + ". Fix: add nodes/GPUs, or lower placement.roles.<role>.replicas / num_gpus / num_cpus")
 
@@ -274,17 +284,17 @@ def render(plan: Plan, assignment: dict[tuple[str, int], str]) -> str:
 # ----------------------------------------------------------------------------- live Ray
 
 
-def live_nodes() -> list[Node]:
-    """Alive nodes of the connected Ray cluster with their *available* resources."""
+def live_nodes(free: bool = True) -> list[Node]:
+    """Alive nodes of the connected Ray cluster with their free (else total) resources."""
     import ray
     from ray._private.state import available_resources_per_node
 
-    free = available_resources_per_node()
+    available = available_resources_per_node() if free else {}
     nodes = []
     for info in ray.nodes():
         if not info.get("Alive"):
             continue
-        avail = free.get(info["NodeID"], {})
+        avail = available.get(info["NodeID"], {}) if free else info.get("Resources", {})
         gpus = avail.get("GPU", 0.0)
         gpu_free = [1.0] * int(gpus) + ([gpus - int(gpus)] if gpus - int(gpus) > 1e-9 else [])
         nodes.append(Node(f"{info['NodeManagerAddress']}/{info['NodeID'][:8]}", avail.get("CPU", 0.0),
@@ -297,7 +307,8 @@ def create_placement_groups(plan: Plan, timeout_s: float) -> dict[str, Any]:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    fit(plan, live_nodes(), "the Ray cluster")   # fail fast, with the resources listed, when it cannot fit
+    # fail fast when even the whole cluster cannot hold the plan; resources others hold now are waited for
+    fit(plan, live_nodes(free=False), "the Ray cluster (total resources)")
     pgs = {g: placement_group([b.ray_bundle() for b in bundles], strategy=plan.bundle_strategy,
                               name=f"promedical-{g}") for g, bundles in plan.bundles.items()}
     ready, _ = ray.wait([pg.ready() for pg in pgs.values()], num_returns=len(pgs), timeout=timeout_s)
@@ -305,8 +316,8 @@ def create_placement_groups(plan: Plan, timeout_s: float) -> dict[str, Any]:
         nodes = live_nodes()
         for pg in pgs.values():
             remove_placement_group(pg)
-        raise UserError(unsatisfiable_message(plan, "(not ready after placement.timeout_s="
-                                              f"{timeout_s:g}s)", nodes, "the Ray cluster"))
+        raise UserError(unsatisfiable_message(plan, f"placement groups not ready within placement.timeout_s="
+                                              f"{timeout_s:g}s", nodes, "the Ray cluster (free resources)"))
     return pgs
 
 
@@ -325,6 +336,7 @@ def actor_options(slot: ActorSlot, pg: Any) -> dict[str, Any]:
 # placement groups of this process's latest build: a driver runs one set of roles at a time, so a new
 # build releases the previous one's reservations (Ray keeps them until the driver exits otherwise)
 _LIVE_GROUPS: list[Any] = []
+RELEASE_WAIT_S = 10.0   # how long a release waits for Ray to report the groups removed
 
 
 def release_placement_groups() -> None:
@@ -332,10 +344,16 @@ def release_placement_groups() -> None:
     import ray
     from ray.util.placement_group import remove_placement_group
 
+    removed = []
     while _LIVE_GROUPS:
         pg = _LIVE_GROUPS.pop()
         if ray.is_initialized():
             remove_placement_group(pg)
+            removed.append(pg)
+    deadline = time.monotonic() + RELEASE_WAIT_S   # removal is asynchronous; the next plan needs the room
+    while removed and time.monotonic() < deadline:
+        removed = [pg for pg in removed if ray.util.placement_group_table(pg).get("state") != "REMOVED"]
+        time.sleep(0.05)
 
 
 def place_actors(plan: Plan, classes: dict[str, tuple[type, dict[str, Any]]],

@@ -1,0 +1,263 @@
+"""Policy -> generator weight sync behind one versioned interface: object store, NCCL broadcast, CUDA IPC.
+
+Every method has the same two halves: `start(version)` queues version `version` on every generator
+(each applies it between requests, since a generator actor runs one call at a time) and returns a
+`PendingSync`; `wait(pending, timeout_s)` blocks until all generators hold it or fails within
+`timeout_s` with a `WeightSyncTimeout` naming the replicas that did not answer. It never hangs.
+
+    object_store  policy exports CPU tensors once into Ray's object store; every generator reads them
+                  (CPU, or any placement; what the tiny and demo presets use)
+    nccl          split placement on GPU: policy (rank 0) broadcasts each tensor to the generators'
+                  vLLM workers (ranks 1..n) over a dedicated NCCL group; no host copy
+    cuda_ipc      colocated on GPU: policy shares CUDA IPC handles of its tensors; each generator on
+                  the same device maps them without a copy through the host
+
+The GPU methods run their sender half inside the policy actor through Ray's `__ray_call__` and their
+receiver half inside the vLLM worker: the payload handed to `Generator.load_weights` is an iterable
+that yields (name, tensor) when the worker lists it. They import torch lazily, so this module imports
+on CPU; their tests carry the `gpu` marker. They assume one vLLM worker per generator (no tensor
+parallelism) and an unpartitioned policy (ZeRO stage < 3).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+import ray
+
+
+class WeightSyncError(RuntimeError):
+    """A sync that cannot complete: a generator or the policy failed while loading a version."""
+
+
+class WeightSyncTimeout(WeightSyncError):
+    """A sync that did not complete within its timeout."""
+
+
+@dataclass
+class PendingSync:
+    """One queued version: a ref per generator replica, each resolving to that replica's load seconds."""
+
+    version: int
+    refs: list[ray.ObjectRef]
+    method: str = "object_store"
+    sender: ray.ObjectRef | None = None   # the policy's half, for methods where it runs apart from the loads
+    started_at: float = field(default_factory=time.perf_counter)
+
+
+class WeightSync(Protocol):
+    method: str
+
+    def start(self, version: int) -> PendingSync: ...
+
+
+def wait(pending: PendingSync, timeout_s: float) -> float:
+    """Block until every generator holds `pending.version`; the slowest load's seconds.
+
+    Raises WeightSyncTimeout (queued loads cancelled) when some replica has not answered within
+    `timeout_s`, and WeightSyncError when a replica or the policy failed.
+    """
+    named = {f"generator replica {i}": ref for i, ref in enumerate(pending.refs)}
+    if pending.sender is not None:
+        named["policy (sender)"] = pending.sender
+    if not named:
+        return 0.0
+    refs = list(named.values())
+    _, late = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    if late:
+        for ref in late:
+            _cancel(ref)
+        who = ", ".join(name for name, ref in named.items() if ref in late)
+        raise WeightSyncTimeout(
+            f"{pending.method} weight sync to version {pending.version} did not finish on {who} "
+            f"({len(late)} of {len(refs)}) within generator.sync_timeout_s={timeout_s:g}s; "
+            f"check those actors' logs, or raise generator.sync_timeout_s")
+    seconds = [0.0]
+    for name, ref in named.items():
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            text = str(exc).strip()
+            raise WeightSyncError(f"{pending.method} weight sync to version {pending.version} failed on "
+                                  f"{name}: {text.splitlines()[-1] if text else type(exc).__name__}") from exc
+        if ref is not pending.sender:
+            seconds.append(float(value))
+    return max(seconds)
+
+
+def _cancel(ref: ray.ObjectRef) -> None:
+    """Cancel a load that has not started; a running one cannot be interrupted, so it is left to finish."""
+    try:
+        ray.cancel(ref)
+    except (TypeError, ValueError, ray.exceptions.RayError):
+        pass
+
+
+@dataclass
+class ObjectStoreSync:
+    """CPU tensors through Ray's object store: one export, one shared read-only object per version."""
+
+    policy: Any
+    generators: list[Any]
+    method: str = "object_store"
+
+    def start(self, version: int) -> PendingSync:
+        weights = self.policy.export_weights.remote()
+        return PendingSync(version, [g.load_weights.remote(version, weights) for g in self.generators],
+                           self.method)
+
+
+# ----------------------------------------------------------------------------- GPU: shared sender side
+
+
+def _policy_tensors(policy: Any) -> list[tuple[str, Any]]:
+    """(HF name, device tensor) of a live Policy actor instance, without copies."""
+    module = policy.engine.module
+    return [(k, v.detach()) for k, v in module.state_dict().items()]
+
+
+def _tensor_metas(policy: Any) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in _policy_tensors(policy)]
+
+
+# ----------------------------------------------------------------------------- GPU: NCCL broadcast
+
+
+@dataclass(frozen=True)
+class NcclGroup:
+    """Rendezvous of the weight-sync NCCL group: policy is rank 0, generator replica i is rank i + 1."""
+
+    host: str
+    port: int
+    world_size: int
+    name: str = "promedical-weights"
+
+
+_GROUPS: dict[str, Any] = {}   # per process: the group's NCCL communicator, made on first use
+
+
+def _nccl_group(spec: NcclGroup, rank: int) -> Any:
+    import torch
+    import torch.distributed as dist
+
+    if spec.name not in _GROUPS:
+        store = dist.TCPStore(spec.host, spec.port, spec.world_size, is_master=rank == 0)
+        _GROUPS[spec.name] = dist.ProcessGroupNCCL(dist.PrefixStore(spec.name, store), rank, spec.world_size)
+        torch.cuda.synchronize()
+    return _GROUPS[spec.name]
+
+
+def _nccl_send(policy: Any, spec: NcclGroup) -> int:
+    """Inside the policy actor: broadcast every tensor from rank 0, in `_tensor_metas` order."""
+    group = _nccl_group(spec, 0)
+    tensors = _policy_tensors(policy)
+    for _, tensor in tensors:
+        group.broadcast([tensor.contiguous()], 0).wait()
+    return len(tensors)
+
+
+@dataclass(frozen=True)
+class NcclPayload:
+    """What a generator's vLLM worker iterates to receive one version over NCCL."""
+
+    spec: NcclGroup
+    rank: int
+    metas: tuple[tuple[str, tuple[int, ...], str], ...]
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        import torch
+
+        group = _nccl_group(self.spec, self.rank)
+        for name, shape, dtype in self.metas:
+            buffer = torch.empty(shape, dtype=getattr(torch, dtype), device="cuda")
+            group.broadcast([buffer], 0).wait()
+            yield name, buffer
+
+
+@dataclass
+class NcclBroadcastSync:
+    """Split placement on GPU: one NCCL broadcast per tensor from the policy to every generator."""
+
+    policy: Any
+    generators: list[Any]
+    spec: NcclGroup
+    metas_timeout_s: float = 60.0
+    method: str = "nccl"
+    _metas: tuple = ()
+
+    def start(self, version: int) -> PendingSync:
+        if not self._metas:   # shapes never change within a run: ask once
+            self._metas = tuple(ray.get(self.policy.__ray_call__.remote(_tensor_metas),
+                                        timeout=self.metas_timeout_s))
+        sent = self.policy.__ray_call__.remote(_nccl_send, self.spec)
+        loads = [g.load_weights.remote(version, NcclPayload(self.spec, i + 1, self._metas))
+                 for i, g in enumerate(self.generators)]
+        return PendingSync(version, loads, self.method, sender=sent)
+
+
+# ----------------------------------------------------------------------------- GPU: CUDA IPC
+
+_IPC_KEEPALIVE: list[Any] = []   # in the policy process: tensors whose handles are out, kept one version
+
+
+def _device_uuid(index: int) -> str:
+    import torch
+    return str(torch.cuda.get_device_properties(index).uuid)
+
+
+def _ipc_share(policy: Any) -> "IpcPayload":
+    """Inside the policy actor: CUDA IPC handles of every tensor, keyed by physical device uuid."""
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    tensors = [(k, v.contiguous()) for k, v in _policy_tensors(policy)]
+    _IPC_KEEPALIVE[:] = tensors
+    device = tensors[0][1].device.index if tensors else 0
+    return IpcPayload(_device_uuid(device), tuple((k, reduce_tensor(v)) for k, v in tensors))
+
+
+@dataclass(frozen=True)
+class IpcPayload:
+    """What a colocated generator's vLLM worker iterates to map one version's tensors in place."""
+
+    device_uuid: str
+    handles: tuple[tuple[str, Any], ...]   # (name, (rebuild_fn, args)) from torch's reduce_tensor
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        import torch
+
+        here = torch.cuda.current_device()
+        if _device_uuid(here) != self.device_uuid:
+            raise WeightSyncError(f"cuda_ipc sync: policy tensors live on GPU {self.device_uuid} but this "
+                                  f"generator runs on {_device_uuid(here)}; use placement.weight_sync=nccl "
+                                  f"unless policy and generator are colocated")
+        for name, (rebuild, args) in self.handles:
+            args = list(args)
+            args[6] = here   # device index as this process numbers the same physical GPU
+            yield name, rebuild(*args)
+
+
+@dataclass
+class CudaIpcSync:
+    """Colocated on GPU: generators map the policy's tensors through CUDA IPC handles, no host copy."""
+
+    policy: Any
+    generators: list[Any]
+    method: str = "cuda_ipc"
+
+    def start(self, version: int) -> PendingSync:
+        payload = self.policy.__ray_call__.remote(_ipc_share)
+        return PendingSync(version, [g.load_weights.remote(version, payload) for g in self.generators],
+                           self.method)
+
+
+SYNC_METHODS = {"object_store": ObjectStoreSync, "nccl": NcclBroadcastSync, "cuda_ipc": CudaIpcSync}
+
+
+def choose_method(requested: str, *, cuda: bool, generator_shares_policy_bundle: bool) -> str:
+    """`placement.weight_sync`; auto = object_store on CPU, cuda_ipc when colocated on GPU, else nccl."""
+    if requested != "auto":
+        return requested
+    if not cuda:
+        return "object_store"
+    return "cuda_ipc" if generator_shares_policy_bundle else "nccl"
