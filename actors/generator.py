@@ -105,7 +105,11 @@ class Generator:
         return columns_batch(GENERATION_FIELDS, cols)
 
     def load_weights(self, version: int, named_tensors: list) -> float:
-        """Install policy weights `version` (HF names -> CPU tensors) between requests; returns seconds."""
+        """Install policy weights `version` between requests; returns seconds.
+
+        `named_tensors` is [(HF name, CPU tensor)] from the object store, or a payload of
+        actors/weight_sync.py (NCCL, CUDA IPC) that yields those pairs when the vLLM worker lists it.
+        """
         start = time.perf_counter()
         self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
         self._version = version

@@ -91,19 +91,18 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
 
 
 def sync_weights(roles: Roles, version: int) -> list[ray.ObjectRef]:
-    """Queue weights `version` on every generator; each applies it after its current request."""
-    weights = roles.policy.export_weights.remote()
-    return [g.load_weights.remote(version, weights) for g in roles.generators]
+    """Queue weights `version` on every generator (object-store path of actors/weight_sync.py)."""
+    from promedical.actors.weight_sync import ObjectStoreSync
+    return ObjectStoreSync(policy=roles.policy, generators=roles.generators).start(version).refs
 
 
 def wait_sync(refs: list[ray.ObjectRef], timeout_s: float, version: int) -> float:
     """Block until every generator holds `version`; returns the slowest load's seconds."""
-    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    if pending:
-        raise WeightSyncTimeout(
-            f"weight sync to version {version} did not finish on {len(pending)} of {len(refs)} generators "
-            f"within generator.sync_timeout_s={timeout_s}s; check the generator actors' logs, or raise the timeout")
-    return float(max(ray.get(ready)))
+    from promedical.actors import weight_sync
+    try:
+        return weight_sync.wait(weight_sync.PendingSync(version, refs), timeout_s)
+    except weight_sync.WeightSyncTimeout as exc:
+        raise WeightSyncTimeout(str(exc)) from exc
 
 
 def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, *, start_step: int = 0,
