@@ -101,7 +101,8 @@ def healthbench_scores(examples: Sequence[tuple[Sequence[Criterion], Sequence[bo
             score = healthbench_example_score([points[k] for k in idx], [met[k] for k in idx])
             if score is not None:
                 per_key.setdefault(key, []).append(score)
-    return {key: estimate(vals, clip=True, seed=seed) for key, vals in sorted(per_key.items())}
+    order = sorted(per_key, key=lambda k: (k != "overall", k))     # overall first, then axes by name
+    return {key: estimate(per_key[key], clip=True, seed=seed) for key in order}
 
 
 def tier_scores(examples: Sequence[tuple[Sequence[Criterion], Sequence[bool | None]]],

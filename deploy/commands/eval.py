@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None,
                    help="first N items of each suite (default per suite: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_LIMITS.items()) + ")")
-    p.add_argument("--grader", choices=("similarity", "trained", "judge"), default="similarity",
-                   help="rubric verdicts: a reward model thresholded, or an LLM judge")
+    p.add_argument("--grader", choices=("similarity", "trained", "rule", "judge"), default="similarity",
+                   help="rubric verdicts: a reward model thresholded (rule: regex criteria, for tests), "
+                        "or an LLM judge")
     p.add_argument("--grader-model", default="minilm", help="reward-model dir for --grader trained/similarity")
     p.add_argument("--threshold", type=float, default=0.5, help="reward-model score counted as 'met'")
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
@@ -57,10 +58,10 @@ def verdict_source(args: argparse.Namespace):
         raise UserError(f"--threshold {args.threshold}: must be in (0, 1]")
     from promedical.actors.models import resolve_model
     from promedical.reward.graders import make_grader
-    path = resolve_model(args.grader_model)
+    path = None if args.grader == "rule" else resolve_model(args.grader_model)
     grader = make_grader(args.grader, path, max_length=256, batch_size=64)
-    return ThresholdVerdicts(grader, threshold=args.threshold,
-                             name=f"{args.grader} {Path(path).name} (met at v >= {args.threshold})")
+    shown = args.grader if path is None else f"{args.grader} {args.grader_model}"
+    return ThresholdVerdicts(grader, threshold=args.threshold, name=f"{shown} (met at v >= {args.threshold})")
 
 
 def _evaluate(targets, suites, source, args) -> dict:
@@ -79,6 +80,19 @@ def _evaluate(targets, suites, source, args) -> dict:
         finally:
             pool.close()
     return results
+
+
+def _start_ray_quietly(address: str) -> None:
+    """Ray as `promedical train` starts it, but with actor logs kept out of the table and JSON on stdout."""
+    import ray
+    from promedical.deploy.build import WORKER_ENV
+
+    runtime_env = {"env_vars": dict(WORKER_ENV)}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=False, logging_level="ERROR")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
     source = verdict_source(args) if any(s.kind == "rubric" for s in suites) else None
 
     import ray
-    from promedical.deploy.build import start_ray
-    start_ray(args.address)
+    _start_ray_quietly(args.address)
     try:
         results = _evaluate(targets, suites, source, args)
     finally:
