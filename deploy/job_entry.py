@@ -46,12 +46,9 @@ class Echo(threading.Thread):
         self.drain()
 
 
-class Stopped(Exception):
-    """SIGTERM from `ray job stop`: unwind so the run is marked stopped."""
-
-
 def _on_sigterm(signum, frame) -> None:
-    raise Stopped()
+    """`ray job stop` sends SIGTERM; exit like Ray's own driver handler (installed by ray.init) does."""
+    sys.exit(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(load_config(args.config), run_dir)
         outcome = "finished"
-    except Stopped:
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
         outcome = "stopped"
-        return 143
+        return 128 + signal.SIGTERM
     finally:
         echo.finish()
         end = json.dumps({"status": outcome, "run_dir": str(run_dir)})

@@ -92,3 +92,17 @@ def test_cli_missing_run_dir_is_one_line_exit_2(tmp_path, capsys):
 def test_bare_name_is_a_job_id_and_paths_are_run_dirs(tmp_path):
     assert not view.is_run_dir_target("promedical-tiny-20260101-000000-abc123")
     assert view.is_run_dir_target("runs/x") and view.is_run_dir_target(str(tmp_path))
+
+
+def test_job_driver_echo_prints_each_logged_event_once(tmp_path, capsys):
+    from promedical.deploy.job_entry import Echo
+
+    log = make_run(tmp_path, 2)
+    echo = Echo(tmp_path / "metrics.msgpack")
+    echo.drain()
+    log.append({**EVENT, "step": 2, "policy_version": 3})
+    echo.drain()
+    echo.drain()                       # nothing new: nothing printed twice
+    log.close()
+    got = list(view.log_events(capsys.readouterr().out.splitlines()))
+    assert [(e["step"], e["policy_version"]) for e in got] == [(0, 1), (1, 2), (2, 3)]
