@@ -3,7 +3,8 @@
     rule        regex criteria (`pattern`): v = min(1, matches / RULE_FULL_MATCHES); no model
     similarity  zero-shot: cosine of mean-pooled encoder embeddings of criterion and response, rescaled
     trained     a criterion-injected cross-encoder trained with `promedical train-rm` (scalar head);
-                v = sigmoid((score - threshold) / temperature), calibrated at training time
+                score -> v_i by the calibration fitted at training time (reward/calibration.py):
+                P(met) for proficiency and bonus criteria, P(violation) for veto criteria
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from promedical.reward.injection import inject
-from promedical.reward.rubric import Criterion
+from promedical.reward.rubric import Criterion, Tier
 
 RULE_FULL_MATCHES = 4
 SIMILARITY_RANGE = (0.1, 0.6)   # cosine at or below the first is v=0, at or above the second v=1
@@ -85,35 +86,45 @@ class SimilarityGrader(_Encoder):
 
 
 class TrainedGrader(_Encoder):
-    """A cross-encoder with a scalar head that reads the injected triple (see reward/injection.py)."""
+    """A cross-encoder with a scalar head that reads the injected triple (see reward/injection.py).
+
+    All triples handed to `grade` go through the model in batches of `batch_size` (one forward pass
+    per batch); identical triples (the same response under the same criterion) are scored once.
+    """
 
     def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
         super().__init__(model_path, max_length, batch_size, threads)
         from transformers import AutoModelForSequenceClassification
+
+        from promedical.reward.calibration import Calibration
         self.model = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         calib_path = Path(model_path) / "promedical_calibration.json"
         calib = json.loads(calib_path.read_text()) if calib_path.exists() else {}
-        self.threshold = float(calib.get("threshold", 0.0))
-        self.temperature = float(calib.get("temperature", 1.0))
-        self.use_criterion = bool(calib.get("use_criterion", True))
+        self.calibration = Calibration(**{k: calib[k] for k in Calibration.__dataclass_fields__ if k in calib})
+        self.use_criterion = self.calibration.use_criterion
 
     def raw_scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Scalar score per injected pair, in batches of `batch_size`."""
         import torch
+
+        from promedical.reward.rm_train import encode
+        unique = list(dict.fromkeys(pairs))
         out = []
         with torch.no_grad():
-            for k in range(0, len(pairs), self.batch_size):
-                chunk = pairs[k:k + self.batch_size]
-                enc = self.tokenizer([a for a, _ in chunk], [b for _, b in chunk], padding=True,
-                                     truncation="only_second", max_length=self.max_length, return_tensors="pt")
+            for k in range(0, len(unique), self.batch_size):
+                enc = encode(self.tokenizer, unique[k:k + self.batch_size], self.max_length)
                 out.append(self.model(**enc).logits[:, 0].float().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        scores = dict(zip(unique, np.concatenate(out) if out else np.zeros(0)))
+        return np.array([scores[p] for p in pairs], dtype=np.float64)
 
     def grade(self, instructions, responses, criteria) -> np.ndarray:
+        from promedical.reward.calibration import values
         pairs = [inject(i, r, c.text if self.use_criterion else None)
                  for i, r, c in zip(instructions, responses, criteria)]
-        scores = self.raw_scores(pairs)
-        return 1.0 / (1.0 + np.exp(-(scores - self.threshold) / self.temperature))
+        is_veto = np.array([c.tier is Tier.VETO for c in criteria], dtype=bool)
+        return values(self.raw_scores(pairs), is_veto, self.calibration)
 
 
 def make_grader(name: str, model_path: str | None, *, max_length: int, batch_size: int,

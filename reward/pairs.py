@@ -1,7 +1,7 @@
 """Criterion-level training pairs from real reference answers, without a judge.
 
 For each record with a reference response (K-QA's physician answer; HealthBench's ideal completion):
-  1. The reference is cut to whole sentences within MAX_WORDS words (so a pair fits a 256-token window).
+  1. The reference is cut to whole sentences within MAX_WORDS words (so a pair fits a 160-token window).
   2. Statement deletion (proficiency and bonus criteria): the sentences that carry a criterion's
      statement are those sharing >= CARRY_RATIO of its content words (or, failing that, the single best
      sentence if it shares >= MIN_RATIO); removing them gives a response that misses that criterion.
@@ -23,7 +23,7 @@ from dataclasses import replace
 from promedical.reward.rubric import Criterion, LabelledResponse, PairwisePreference, RubricRecord, Tier
 from promedical.reward.safety_templates import SAFETY_TEMPLATES, HELDOUT_TEMPLATE
 
-MAX_WORDS = 150
+MAX_WORDS = 80
 CARRY_RATIO = 0.5
 MIN_RATIO = 0.34
 MAX_DELETIONS = {Tier.PROFICIENCY: 6, Tier.BONUS: 3}

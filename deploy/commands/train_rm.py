@@ -1,0 +1,61 @@
+"""`promedical train-rm`: train a criterion-injected reward model (or the criterion-agnostic baseline)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-rm", help="train a reward model with the per-criterion Bradley-Terry loss")
+    p.add_argument("--backbone", default="minilm", help="model name (minilm, tiny, smollm2) or an HF checkpoint dir")
+    p.add_argument("--train", default="builtin:pairs_train", help="pair file (JSONL/Parquet) or builtin:pairs_train")
+    p.add_argument("--out", required=True, help="output directory (absent or empty)")
+    p.add_argument("--no-criterion", action="store_true", help="criterion-agnostic baseline (the ablation)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=16, help="pairs per optimiser step")
+    p.add_argument("--max-length", type=int, default=192)
+    p.add_argument("--freeze-layers", type=int, default=3, help="freeze embeddings + lowest N layers (0 = none)")
+    p.add_argument("--max-pairs", type=int, default=0, help="use at most N pairs (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.set_defaults(func=run)
+
+
+def pairs_path(name: str) -> Path:
+    """A pair file path; builtin:NAME is data/NAME.jsonl shipped with the package."""
+    if name.startswith("builtin:"):
+        return Path(__file__).resolve().parents[2] / "data" / f"{name.split(':', 1)[1]}.jsonl"
+    return Path(name)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    from promedical.errors import UserError
+    for key in ("epochs", "lr", "batch_size", "max_length"):
+        if not getattr(args, key) > 0:
+            raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be > 0")
+    for key in ("freeze_layers", "max_pairs", "threads"):
+        if getattr(args, key) < 0:
+            raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 0")
+
+
+def run(args: argparse.Namespace) -> int:
+    from promedical.actors.models import resolve_model
+    from promedical.errors import UserError
+    from promedical.reward.rm_train import TrainConfig, train_reward_model
+    from promedical.reward.rubric_io import load_records
+
+    check_numbers(args)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: exists and is not an empty directory; choose a new path")
+    records = load_records(pairs_path(args.train))
+    if not any(r.pairs for r in records):
+        raise UserError(f"--train {args.train}: no pairwise preferences; build them with promedical data pairs")
+    cfg = TrainConfig(use_criterion=not args.no_criterion, epochs=args.epochs, lr=args.lr,
+                      batch_size=args.batch_size, max_length=args.max_length, freeze_layers=args.freeze_layers,
+                      seed=args.seed, max_pairs=args.max_pairs, threads=args.threads)
+    summary = train_reward_model(resolve_model(args.backbone), records, out, cfg)
+    print(json.dumps(summary | {"out": str(out)}, indent=2))
+    return 0

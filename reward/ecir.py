@@ -1,0 +1,40 @@
+"""The shipped criterion-injected MiniLM reward model ("minilm-ecir"), built deterministically from
+data/pairs_train.jsonl in a few CPU minutes (see actors/models.resolve_model).
+
+Recipe (ECIR_SPEC): all-MiniLM-L6-v2 with a scalar head, embeddings and the lowest FREEZE layers
+frozen, per-criterion Bradley-Terry loss on the first PAIRS shuffled training pairs, seeded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from promedical.reward.rm_train import TrainConfig, train_reward_model
+from promedical.reward.rubric_io import load_records
+
+ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 1e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
+             "seed": 0, "v": 1}
+SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
+
+
+def ecir_config(spec: dict = ECIR_SPEC, threads: int = 0) -> TrainConfig:
+    return TrainConfig(use_criterion=True, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"],
+                       max_length=spec["max_length"], freeze_layers=spec["freeze"], seed=spec["seed"],
+                       max_pairs=spec["pairs"], threads=threads)
+
+
+def build_minilm_ecir(backbone: str | Path, out: str | Path, spec: dict = ECIR_SPEC, log=print) -> dict:
+    """Train the ECIR reward model from the shipped pairs into `out`; returns the training summary."""
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return train_reward_model(str(backbone), load_records(SHIPPED_PAIRS), out, ecir_config(spec), log=log)
+
+
+def ecir_key(spec: dict = ECIR_SPEC) -> str:
+    """Cache key: the recipe and the exact shipped pairs, so a change to either rebuilds the model."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode())
+    digest.update(SHIPPED_PAIRS.read_bytes())
+    return digest.hexdigest()[:10]
