@@ -58,7 +58,10 @@ class Generator:
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
                        max_model_len=max_prompt_tokens + max_new_tokens,
                        worker_extension_cls="promedical.actors.vllm_extension.WeightLoader",
-                       logprobs_mode="processed_logprobs", enable_prefix_caching=False, **kwargs)
+                       logprobs_mode="processed_logprobs", enable_prefix_caching=False,
+                       # whole-prompt prefill: vLLM-CPU cannot rewind a seeded sampler across chunks
+                       enable_chunked_prefill=False, max_num_batched_tokens=max(
+                           16384, max_prompt_tokens + max_new_tokens), **kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.seed = seed
         self.max_new_tokens = max_new_tokens

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +20,8 @@ class PolicyRole(Protocol):
     def export_weights(self) -> list: ...
     def version(self) -> int: ...
     def logprobs(self, batch: pa.RecordBatch) -> list[list[float]]: ...
+    def save(self, directory: str) -> None: ...
+    def restore(self, directory: str) -> int: ...
 
 
 def _free_port() -> int:
@@ -76,6 +79,7 @@ class Policy:
         self.mini_batches = mini_batches
         self.micro_batch_size = micro_batch_size
         self.zero_stage = zero_stage
+        self.model_path = model_path
         self._version = 0
 
     def version(self) -> int:
@@ -158,6 +162,12 @@ class Policy:
         out["policy_version"] = float(self._version)
         return out
 
+    def save(self, directory: str) -> None:
+        save_checkpoint(self, directory)
+
+    def restore(self, directory: str) -> int:
+        return load_checkpoint(self, directory)
+
     def export_weights(self) -> list:
         """[(hf_name, cpu tensor)] of the current weights; gathers ZeRO-3 partitions first."""
         import torch
@@ -168,6 +178,32 @@ class Policy:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
         return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
+
+
+def save_checkpoint(policy: "Policy", directory: str) -> None:
+    """HF weights + tokenizer in DIR/policy (loadable by transformers and vLLM), engine state in DIR/engine."""
+    import torch
+    from transformers import AutoTokenizer
+
+    out = Path(directory)
+    state = dict(policy.export_weights())
+    policy.engine.module.save_pretrained(out / "policy", state_dict=state, safe_serialization=True)
+    AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
+    policy.engine.save_checkpoint(str(out / "engine"), tag="state",
+                                  client_state={"version": policy._version, "torch_rng": torch.get_rng_state()})
+
+
+def load_checkpoint(policy: "Policy", directory: str) -> int:
+    """Restore weights, optimizer and RNG from `directory`; returns the restored policy version."""
+    import torch
+
+    _, client = policy.engine.load_checkpoint(str(Path(directory) / "engine"), tag="state",
+                                              load_optimizer_states=True, load_lr_scheduler_states=True)
+    if client is None:
+        raise RuntimeError(f"no engine state in {directory}/engine")
+    policy._version = int(client["version"])
+    torch.set_rng_state(client["torch_rng"])
+    return policy._version
 
 
 def _pad(seqs: list[list[float]], width: int):

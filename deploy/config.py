@@ -149,6 +149,8 @@ def problems(cfg: Config) -> list[str]:
     out = _positive(cfg)
     if cfg.rollout.group_size < 2:
         out.append(f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 samples per group")
+    if cfg.run.keep_checkpoints < 1 or cfg.run.checkpoint_every < 0:
+        out.append("run.keep_checkpoints must be >= 1 and run.checkpoint_every >= 0 (0 = no checkpoints)")
     if cfg.rollout.max_staleness < 0:
         out.append(f"rollout.max_staleness={cfg.rollout.max_staleness} must be >= 0")
     if not 0 < cfg.rollout.top_p <= 1:

@@ -62,24 +62,55 @@ class Progress:
         self.stream.flush()
 
 
-def train(cfg: Config, run_dir: Path) -> Path:
-    """Run `cfg` to completion in `run_dir`; returns the run directory."""
+def _settings(cfg: Config):
+    from promedical.rollout.loop import LoopSettings
+    return LoopSettings(steps=cfg.rollout.steps, prompts_per_step=cfg.rollout.prompts_per_step,
+                        group_size=cfg.rollout.group_size, max_staleness=cfg.rollout.max_staleness,
+                        advantage=cfg.algo.advantage, sync_timeout_s=cfg.generator.sync_timeout_s)
+
+
+def _resume_point(run, checkpoints):
+    """The latest complete checkpoint; drops metrics and rollouts written after it (they are redone)."""
+    from promedical.storage.metrics_log import read_events
+    from promedical.storage.run_dir import atomic_write_bytes
+    import msgpack
+
+    latest = checkpoints.latest()
+    if latest is None:
+        raise UserError(f"{run.root}: no complete checkpoint to resume from; set run.checkpoint_every > 0 "
+                        f"in the run's config, or start a new run")
+    step = int(latest.name.split("_")[1])
+    events, _ = read_events(run.metrics_path)
+    kept = b"".join(msgpack.packb(e, use_bin_type=True) for e in events if e["step"] < step)
+    atomic_write_bytes(run.metrics_path, kept)
+    for path in run.rollouts_dir.glob("step_*.arrow"):
+        if int(path.stem.split("_")[1]) >= step:
+            path.unlink()
+    return latest
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
+    """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`)."""
     from promedical.deploy.build import build_roles, resolve_models, start_ray
-    from promedical.rollout.loop import LoopSettings, run_loop
+    from promedical.rollout import checkpoint
+    from promedical.rollout.loop import LoopState, run_loop
     from promedical.rollout.prompts import PromptSource
+    from promedical.storage.checkpoints import Checkpoints
     from promedical.storage.metrics_log import MetricsLog
     from promedical.storage.run_dir import RunDir
 
     records = load_prompts(cfg)             # bad input fails here, before any actor starts
     policy_path, reward_path = resolve_models(cfg)
     run = RunDir(run_dir)
-    run.create(dump_config(cfg))
+    checkpoints = Checkpoints(run.checkpoints_dir, keep=cfg.run.keep_checkpoints)
+    latest = _resume_point(run, checkpoints) if resume else None
+    if not resume:
+        run.create(dump_config(cfg))
     start_ray(cfg.run.address)
     roles = build_roles(cfg, policy_path, reward_path)
     source = PromptSource(records, seed=cfg.run.seed, shuffle=cfg.data.shuffle)
-    settings = LoopSettings(steps=cfg.rollout.steps, prompts_per_step=cfg.rollout.prompts_per_step,
-                            group_size=cfg.rollout.group_size, max_staleness=cfg.rollout.max_staleness,
-                            advantage=cfg.algo.advantage, sync_timeout_s=cfg.generator.sync_timeout_s)
+    settings = _settings(cfg)
+    state = checkpoint.restore(latest, source, roles, settings.sync_timeout_s) if latest else LoopState()
     log = MetricsLog(run.metrics_path)
     progress = Progress(cfg.rollout.steps)
 
@@ -90,7 +121,8 @@ def train(cfg: Config, run_dir: Path) -> Path:
         progress(metrics)
 
     try:
-        run_loop(roles, source, settings, on_step=on_step)
+        run_loop(roles, source, settings, state, on_step=on_step, checkpoint_every=cfg.run.checkpoint_every,
+                 on_checkpoint=lambda s: checkpoint.save(checkpoints, s, source, roles))
     finally:
         log.close()
     return run.root

@@ -105,33 +105,52 @@ def wait_sync(refs: list[ray.ObjectRef], timeout_s: float, version: int) -> floa
         raise WeightSyncTimeout(str(exc)) from exc
 
 
-def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, *, start_step: int = 0,
-             start_version: int = 0, on_step: Callable[[int, pa.RecordBatch, dict[str, Any]], None]) -> int:
-    """Train steps start_step..settings.steps-1; returns the final policy version."""
-    version = start_version
-    inflight: deque[InFlight] = deque()
+@dataclass
+class LoopState:
+    """Where a run stands between steps: what a checkpoint saves and a resume restores."""
+
+    step: int = 0                  # next step to train
+    version: int = 0               # current policy version
+    inflight: deque = field(default_factory=deque)   # InFlight batches generated ahead of training
+
+
+def finish_inflight(inflight: deque) -> list[tuple[InFlight, pa.RecordBatch]]:
+    """Wait for every in-flight generation (to checkpoint the rollouts still in the buffer)."""
+    return [(f, pa.concat_batches(ray.get(f.parts))) for f in inflight]
+
+
+def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, state: LoopState, *,
+             on_step: Callable[[int, pa.RecordBatch, dict[str, Any]], None],
+             checkpoint_every: int = 0, on_checkpoint: Callable[[LoopState], None] | None = None) -> LoopState:
+    """Train from state.step to settings.steps - 1; returns the final state."""
     pending_sync: list[ray.ObjectRef] = []
-    launched = start_step
-    for step in range(start_step, settings.steps):
-        step_start = time.perf_counter()
-        while len(inflight) <= settings.max_staleness and launched < settings.steps:
-            inflight.append(launch(roles, source, settings, version))
+    launched = state.step + len(state.inflight)
+    while state.step < settings.steps:
+        step, step_start = state.step, time.perf_counter()
+        while len(state.inflight) <= settings.max_staleness and launched < settings.steps:
+            state.inflight.append(launch(roles, source, settings, state.version))
             launched += 1
-        flight = inflight.popleft()
-        batch, report = score_and_train(roles, flight, settings, version, step)
+        flight = state.inflight.popleft()
+        batch, report = score_and_train(roles, flight, settings, state.version, step)
         # async: the previous step's sync has had a whole step to land; sync: wait for this one now
-        sync_seconds = wait_sync(pending_sync, settings.sync_timeout_s, version) if pending_sync else 0.0
-        version += 1
-        pending_sync = sync_weights(roles, version)
+        sync_seconds = wait_sync(pending_sync, settings.sync_timeout_s, state.version) if pending_sync else 0.0
+        state.version += 1
+        pending_sync = sync_weights(roles, state.version)
         if settings.max_staleness == 0:
-            sync_seconds = wait_sync(pending_sync, settings.sync_timeout_s, version)
+            sync_seconds = wait_sync(pending_sync, settings.sync_timeout_s, state.version)
             pending_sync = []
         report["phases"]["sync"] = sync_seconds
         metrics = {**rollout_metrics(batch), **report["train"],
                    **phase_metrics(report["phases"], time.perf_counter() - step_start,
                                    int(batch.column("response_length").to_numpy().sum())),
-                   "rollouts_in_flight": len(inflight) * settings.prompts_per_step * settings.group_size}
-        on_step(step, batch, {"step": step, "policy_version": version, **metrics})
+                   "rollouts_in_flight": len(state.inflight) * settings.prompts_per_step * settings.group_size}
+        state.step += 1
+        on_step(step, batch, {"step": step, "policy_version": state.version, **metrics})
+        if on_checkpoint and checkpoint_every and state.step % checkpoint_every == 0:
+            if pending_sync:
+                wait_sync(pending_sync, settings.sync_timeout_s, state.version)
+                pending_sync = []
+            on_checkpoint(state)
     if pending_sync:
-        wait_sync(pending_sync, settings.sync_timeout_s, version)
-    return version
+        wait_sync(pending_sync, settings.sync_timeout_s, state.version)
+    return state
