@@ -81,7 +81,8 @@ def score_rubric(suite: Suite, texts: Sequence[str], source: VerdictSource,
                         f"the scores{flag}: {stats.summary()}")
     if not metrics:
         warnings.append("no example could be scored: every verdict was invalid")
-    samples = [{"id": r.prompt_id, "response": t, "met": met} for r, t, (_, met) in zip(suite.rubrics, texts, examples)]
+    samples = [{"id": r.prompt_id, "response": t, "met": met}
+               for r, t, (_, met) in zip(suite.rubrics, texts, examples)]
     notes = {"grader": source.name, "verdicts": {"total": stats.total, "valid": stats.valid,
                                                  "invalid": stats.invalid, "by_error": stats.by_error}}
     return SuiteResult(suite=suite.name, kind=suite.kind, n=len(texts), metrics=metrics, notes=notes,

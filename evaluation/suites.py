@@ -63,7 +63,8 @@ def medqa_question(row: dict, index: int) -> ClosedQuestion:
     options = tuple(sorted(row["options"].items()))
     listed = "\n".join(f"{k}. {v}" for k, v in options)
     content = f"{MEDQA_INSTRUCTION}\n\n{row['question']}\n\n{listed}"
-    return ClosedQuestion(qid=f"medqa-{index:04d}", messages=(("user", content),), gold=row["answer_idx"], options=options)
+    return ClosedQuestion(qid=f"medqa-{index:04d}", messages=(("user", content),), gold=row["answer_idx"],
+                          options=options)
 
 
 def pubmedqa_question(row: dict) -> ClosedQuestion:
