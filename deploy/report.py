@@ -18,6 +18,7 @@ PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "throughput": ("Throughput", "tokens / s",
                    [("tokens_per_s", "generation"), ("step_tokens_per_s", "whole step")]),
 }
+TOTAL_STYLE = {"color": "black", "linestyle": "--", "zorder": 3}   # the total stays visible over a tier
 # (key, label, format) rows of the summary table
 SUMMARY_ROWS = (("reward_mean", "reward mean", "+.3f"), ("s1_mean", "S1", ".3f"), ("s2_mean", "S2", ".3f"),
                 ("s3_mean", "S3", ".3f"), ("veto_rate", "veto rate", ".3f"), ("kl", "KL", ".4f"),
@@ -51,7 +52,8 @@ def plot(events: list[dict[str, Any]], stem: str, out_dir: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for key, label in present:
         points = [(int(e["step"]) + 1, float(e[key])) for e in events if key in e]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
+        style = TOTAL_STYLE if key == "reward_mean" and len(present) > 1 else {}
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label, **style)
     ax.set(title=title, xlabel="step", ylabel=ylabel)
     ax.grid(alpha=0.3)
     if len(present) > 1:
@@ -69,7 +71,7 @@ def summary(run_dir: Path, events: list[dict[str, Any]], images: list[Path]) -> 
     total_s = sum(float(e.get("time_step", 0.0)) for e in events)
     lines = [f"# Run report: {run_dir.name}", "",
              f"{len(events)} steps (step {int(first['step']) + 1} to {int(last['step']) + 1}), "
-             f"policy version {last['policy_version']} at the end, {total_s:.1f} s of step time.", "",
+             f"policy version {int(last['policy_version'])} at the end, {total_s:.1f} s of step time.", "",
              "| metric | first | last | min | max |", "|---|---|---|---|---|"]
     for key, label, fmt in SUMMARY_ROWS:
         values = [float(e[key]) for e in events if key in e]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return show(args)
+    except BrokenPipeError:                 # `promedical metrics RUN_DIR | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def show(args: argparse.Namespace) -> int:
     from promedical.deploy import metrics_view as view
 
     if view.is_run_dir_target(args.target):
