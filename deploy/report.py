@@ -41,7 +41,10 @@ def load_step_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def plot(events: list[dict[str, Any]], stem: str, out_dir: Path) -> Path | None:
     """One PNG; None when the run logged none of the plot's keys."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("promedical report needs matplotlib; install it with `pip install matplotlib`") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
