@@ -340,19 +340,30 @@ RELEASE_WAIT_S = 10.0   # how long a release waits for Ray to report the groups 
 
 
 def release_placement_groups() -> None:
-    """Remove the placement groups of this process's last build (their actors end with them)."""
+    """Remove the placement groups of this process's last build (their actors end with them).
+
+    Waits (up to RELEASE_WAIT_S) until Ray shows their resources free again, so that the next plan
+    is laid out on the whole cluster rather than around groups still being torn down.
+    """
     import ray
     from ray.util.placement_group import remove_placement_group
 
-    removed = []
+    if not ray.is_initialized():
+        _LIVE_GROUPS.clear()
+        return
+    before = ray.available_resources()
+    freed: dict[str, float] = {}
     while _LIVE_GROUPS:
         pg = _LIVE_GROUPS.pop()
-        if ray.is_initialized():
-            remove_placement_group(pg)
-            removed.append(pg)
-    deadline = time.monotonic() + RELEASE_WAIT_S   # removal is asynchronous; the next plan needs the room
-    while removed and time.monotonic() < deadline:
-        removed = [pg for pg in removed if ray.util.placement_group_table(pg).get("state") != "REMOVED"]
+        for bundle in pg.bundle_specs:
+            for key in ("CPU", "GPU"):
+                freed[key] = freed.get(key, 0.0) + bundle.get(key, 0.0)
+        remove_placement_group(pg)
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while freed and time.monotonic() < deadline:
+        now = ray.available_resources()
+        if all(now.get(k, 0.0) >= before.get(k, 0.0) + v - 1e-6 for k, v in freed.items()):
+            return
         time.sleep(0.05)
 
 

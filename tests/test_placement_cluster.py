@@ -9,6 +9,11 @@ from promedical.errors import UserError
 
 NODE = {"num_cpus": 2, "num_gpus": 2}   # declared, not real: Ray only does the accounting
 
+def setup_module(module):
+    """Ship this module's stand-in classes to Ray workers by value (tests/ is not importable there)."""
+    from ray import cloudpickle
+    cloudpickle.register_pickle_by_value(module)
+
 
 class Probe:
     """Stand-in for a role: reports where Ray put it. It never imports torch or touches a device."""
