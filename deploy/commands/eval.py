@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="answer length cap (greedy decoding)")
     p.add_argument("--replicas", type=int, default=1, help="generator actors per model")
     p.add_argument("--dtype", default="bfloat16", help="generator dtype")
-    p.add_argument("--address", default="", help="Ray address (default: a local Ray)")
+    p.add_argument("--address", default="", help="Ray cluster address, or 'auto' (default: a private local Ray)")
     p.add_argument("--out", default=None, help="results directory (default: beside the model or run)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=run)
@@ -91,7 +91,8 @@ def _start_ray_quietly(address: str) -> None:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
+        # "local": a private Ray even when `ray start` left a cluster running on this machine
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
                  log_to_driver=False, logging_level="ERROR")
 
 
@@ -131,4 +132,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(results))
     print(f"report: {report}", file=sys.stderr)
+    unscored = [f"{m} / {s}" for m, per in results.items() for s, r in per.items() if not r.metrics]
+    if unscored:
+        print(f"promedical eval: no score for {', '.join(unscored)} (see the warnings above)", file=sys.stderr)
+        return 1
     return 0
