@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or an LLM judge")
     p.add_argument("--grader-model", default="minilm", help="reward-model dir for --grader trained/similarity")
     p.add_argument("--threshold", type=float, default=0.5, help="reward-model score counted as 'met'")
-    p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    p.add_argument("--judge-url", default=None,
+                   help="OpenAI-compatible base URL, e.g. http://host:8000/v1, or 'local' (vLLM in this process)")
     p.add_argument("--judge-model", default=None, help="model name sent to the judge endpoint")
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
     p.add_argument("--judge-timeout", type=float, default=30.0, help="seconds per judge call")
@@ -49,11 +50,15 @@ def verdict_source(args: argparse.Namespace):
     if args.grader == "judge":
         if not args.judge_url or not args.judge_model:
             raise UserError("--grader judge needs --judge-url URL and --judge-model NAME")
+        if args.judge_url == "local":
+            return _local_judge(args.judge_model, args.judge_retries)
         from promedical.reward.judge import OpenAICompatibleJudge
         judge = OpenAICompatibleJudge(base_url=args.judge_url, model=args.judge_model,
                                       api_key=os.environ.get(args.judge_api_key_env),
                                       timeout_s=args.judge_timeout, retries=args.judge_retries)
         return JudgeVerdicts(judge, name=f"judge {args.judge_model} at {args.judge_url}")
+    if args.grader == "trained" and args.grader_model == "minilm":
+        raise UserError("--grader trained needs --grader-model DIR, a reward model made by promedical train-rm")
     if not 0 < args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: must be in (0, 1]")
     from promedical.actors.models import resolve_model
@@ -62,6 +67,18 @@ def verdict_source(args: argparse.Namespace):
     grader = make_grader(args.grader, path, max_length=256, batch_size=64)
     shown = args.grader if path is None else f"{args.grader} {args.grader_model}"
     return ThresholdVerdicts(grader, threshold=args.threshold, name=f"{shown} (met at v >= {args.threshold})")
+
+
+def _local_judge(model: str, retries: int):
+    """A judge model run in this process with vLLM (greedy), e.g. --judge-url local --judge-model smollm2."""
+    from promedical.actors.models import resolve_model
+    from promedical.evaluation.grading import JudgeVerdicts
+    from promedical.reward.judge import VLLMJudge
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    judge = VLLMJudge(model=resolve_model(model), retries=retries, max_tokens=128, dtype="bfloat16",
+                      enforce_eager=True, max_model_len=4096)
+    return JudgeVerdicts(judge, name=f"local judge {model} (vLLM, greedy)")
 
 
 def _evaluate(targets, suites, source, args) -> dict:
