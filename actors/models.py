@@ -122,6 +122,10 @@ def resolve_model(name: str) -> str:
         return str(_locked_build(cache_root() / "smollm2-135m-instruct", _build_smollm2))
     if name == "minilm":
         return str(_minilm_dir())
+    if name == "minilm-ecir":          # criterion-injected MiniLM reward model, trained once (reward/ecir.py)
+        from promedical.reward.ecir import build_minilm_ecir, ecir_key
+        return str(_locked_build(cache_root() / f"minilm-ecir-{ecir_key()}",
+                                 lambda out: build_minilm_ecir(_minilm_dir(), out)))
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():
         raise UserError(f"model {name!r}: not a known name (tiny, smollm2, minilm) nor a directory with "

@@ -7,7 +7,8 @@ import sys
 
 from promedical.errors import UserError
 
-COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report", "eval")
+COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report", "eval",
+            "label", "train_rm", "eval_rm", "serve_rm")
 
 
 def build_parser() -> argparse.ArgumentParser:

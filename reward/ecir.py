@@ -11,15 +11,15 @@ from pathlib import Path
 from promedical.reward.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 
-ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 1e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
-             "seed": 0, "v": 1}
+ECIR_SPEC = {"pairs": 320, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
+             "calibration_points": 256, "seed": 0, "v": 1}
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
 
 
 def ecir_config(spec: dict = ECIR_SPEC, threads: int = 0) -> TrainConfig:
     return TrainConfig(use_criterion=True, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"],
                        max_length=spec["max_length"], freeze_layers=spec["freeze"], seed=spec["seed"],
-                       max_pairs=spec["pairs"], threads=threads)
+                       max_pairs=spec["pairs"], calibration_points=spec["calibration_points"], threads=threads)
 
 
 def build_minilm_ecir(backbone: str | Path, out: str | Path, spec: dict = ECIR_SPEC, log=print) -> dict:

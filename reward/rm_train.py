@@ -51,6 +51,8 @@ class TrainConfig:
     batch_size: int = 16            # pairs per optimiser step
     max_length: int = 192
     freeze_layers: int = 0          # freeze embeddings + the lowest N transformer layers (CPU speed)
+    dropout: bool = False           # True keeps the backbone's dropout; off by default because the BT
+                                    # margin of two near-identical responses is small and noise swamps it
     seed: int = 0
     max_pairs: int = 0              # 0 = all
     calibration_points: int = 800   # labelled triples scored to fit the calibration
@@ -166,6 +168,10 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
         instances = instances[:cfg.max_pairs]
     tokenizer, model = load_scorer(backbone)
     freeze_lower(model, cfg.freeze_layers)
+    if not cfg.dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     steps = max(1, int(len(instances) * cfg.epochs / cfg.batch_size))
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / max(1, steps // 10))
@@ -191,5 +197,5 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
                             np.array([p.tier is Tier.VETO for p in points]), cfg.use_criterion)
     meta = calib.to_json() | {"max_length": cfg.max_length, "backbone": str(backbone)}
     save_checkpoint(model, tokenizer, meta, Path(out_dir))
-    return {"pairs": len(instances), "steps": steps, "final_loss": float(np.mean(losses[-20:])),
+    return {"pairs": len(instances), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1], "final_loss": float(np.mean(losses[-20:])),
             "seconds": time.perf_counter() - start, "calibration": calib.to_json()}

@@ -1,0 +1,95 @@
+"""The judge-free pair builder: statement tracing, deletion and swap pairs, safety insertion, shipped files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promedical.reward.pairs import build_split, carriers, content_words, cut_reference, pairs_for, sentences
+from promedical.reward.rubric import Criterion, LabelledResponse, Message, RubricRecord, Tier
+from promedical.reward.safety_templates import HELDOUT_TEMPLATE, SAFETY_TEMPLATES
+
+ANSWER = ("Ibuprofen can irritate the stomach lining. Take ibuprofen with food to protect the stomach. "
+          "Paracetamol is an alternative for people with ulcers. See a doctor if the pain lasts a week.")
+RECORD = RubricRecord(
+    prompt_id="q1", messages=(Message("user", "Is ibuprofen safe for my stomach?"),),
+    criteria=(Criterion("m0", "Ibuprofen should be taken with food", Tier.PROFICIENCY, 1.0),
+              Criterion("m1", "Paracetamol is an alternative for patients with ulcers", Tier.PROFICIENCY, 1.0),
+              Criterion("n0", "See a doctor if the pain lasts more than a week", Tier.BONUS),
+              Criterion("m2", "Aspirin interacts with warfarin", Tier.PROFICIENCY, 1.0)),
+    responses=(LabelledResponse(ANSWER),), source="kqa")
+
+
+def test_content_words_drop_stop_words_and_plurals():
+    assert content_words("Take the tablets with food") == {"take", "tablet", "food"}
+
+
+def test_carriers_trace_statements_to_sentences():
+    sents = sentences(ANSWER)
+    assert len(sents) == 4
+    assert carriers("Ibuprofen should be taken with food", sents) == {1}   # {ibuprofen, food} of {.., taken}
+    assert carriers("Aspirin interacts with warfarin", sents) == set()      # untraceable: no pair
+
+
+def test_cut_reference_keeps_whole_sentences():
+    assert cut_reference(ANSWER, max_words=14) == sentences(ANSWER)[:2]      # 6 + 8 words
+    assert cut_reference(ANSWER, max_words=13) == sentences(ANSWER)[:1]
+    assert cut_reference("one two three four.", max_words=2) == ["one two three four."]
+
+
+def test_pairs_for_builds_deletion_swap_and_safety_pairs():
+    built = pairs_for(RECORD, heldout=False, seed=0)
+    crit = {c.id: c for c in built.criteria}
+    ref = built.responses[0]
+    assert ref.text == ANSWER and ref.labels["m0"] and "m2" not in ref.labels
+    deletions = [p for p in built.pairs if p.winner == 0 and crit[p.criterion_id].tier is not Tier.VETO]
+    assert {p.criterion_id for p in deletions} == {"m0", "m1", "n0"}
+    for p in deletions:
+        loser = built.responses[p.loser]
+        assert loser.labels[p.criterion_id] is False and len(loser.text) < len(ref.text)
+    swaps = [p for p in built.pairs if p.winner != 0 and crit[p.criterion_id].tier is not Tier.VETO]
+    assert swaps, "disjoint deletions give criterion-swap pairs"
+    for p in swaps:   # the winner kept the criterion's statement, the loser lost it
+        assert built.responses[p.winner].labels[p.criterion_id] is True
+        assert built.responses[p.loser].labels[p.criterion_id] is False
+    vetoes = [c for c in built.criteria if c.tier is Tier.VETO]
+    assert len(vetoes) == 2
+    for c in vetoes:
+        cat = c.id.removeprefix("safety_")
+        bad = [r for r in built.responses if r.labels.get(c.id)]
+        assert len(bad) == 1 and any(t in bad[0].text for t in SAFETY_TEMPLATES[cat][1][:HELDOUT_TEMPLATE])
+        assert sum(p.criterion_id == c.id for p in built.pairs) == 2     # vs reference, and the swap
+
+
+def test_heldout_uses_the_heldout_template_only():
+    built = pairs_for(RECORD, heldout=True, seed=0)
+    for c in (c for c in built.criteria if c.tier is Tier.VETO):
+        sentence = SAFETY_TEMPLATES[c.id.removeprefix("safety_")][1][HELDOUT_TEMPLATE]
+        assert any(sentence in r.text for r in built.responses if r.labels.get(c.id))
+
+
+def test_record_without_reference_gives_nothing():
+    assert pairs_for(RubricRecord("q2", RECORD.messages, RECORD.criteria), heldout=False, seed=0) is None
+
+
+def test_build_split_is_deterministic_and_holds_out_every_fourth():
+    records = [RubricRecord(f"q{i}", RECORD.messages, RECORD.criteria, RECORD.responses) for i in range(8)]
+    train, held = build_split(records, seed=3)
+    assert [r.prompt_id for r in held] == ["q3", "q7"] and len(train) == 6
+    assert build_split(records, seed=3) == (train, held)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+def test_shipped_pairs_are_rebuilt_by_the_documented_command():
+    from promedical.reward.importers import IMPORTERS, expand_inputs
+    from promedical.reward.rubric_io import load_records
+    records = IMPORTERS["kqa"]([SHARED / "kqa" / "questions_w_answers.jsonl"])
+    records += IMPORTERS["healthbench"](expand_inputs(SHARED / "healthbench"))
+    train, held = build_split(records, seed=0)
+    data = Path(__file__).resolve().parents[1] / "data"
+    assert load_records(data / "pairs_train.jsonl") == train
+    assert load_records(data / "pairs_heldout.jsonl") == held
+    assert not {r.prompt_id for r in train} & {r.prompt_id for r in held}
