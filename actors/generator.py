@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 
 import pyarrow as pa
 
+from promedical.actors.memory import release_memory
 from promedical.storage.schema import GENERATION_FIELDS, columns_batch
 
 
@@ -115,6 +116,8 @@ class Generator:
         """
         start = time.perf_counter()
         self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
+        del named_tensors
+        release_memory()
         self._version = version
         return time.perf_counter() - start
 

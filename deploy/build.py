@@ -32,7 +32,8 @@ def start_ray(address: str) -> None:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
+        # address="local": always a fresh private Ray, never a cluster some earlier `ray start` left running
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
                  log_to_driver=True, logging_level="WARNING")
 
 
@@ -52,12 +53,14 @@ def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, clip_eps=a.clip_eps,
                 kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, loss_agg=a.loss_agg, tis_cap=cfg.rollout.tis_cap,
                 mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
-                rows_per_step=cfg.rollout.prompts_per_step * cfg.rollout.group_size, threads=cfg.trainer.threads)
+                rows_per_step=cfg.rollout.prompts_per_step * cfg.rollout.group_size, threads=cfg.trainer.threads,
+                export_dtype="bfloat16" if cfg.generator.dtype == "bfloat16" else "float32")
 
 
 def reference_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
     return dict(model_path=model_path, temperature=cfg.rollout.temperature,
-                micro_batch_size=cfg.algo.micro_batch_size, threads=cfg.trainer.threads)
+                micro_batch_size=cfg.algo.micro_batch_size, threads=cfg.trainer.threads,
+                dtype=cfg.model.train_dtype)
 
 
 def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
