@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_async.py                    # tiny and demo presets
     .venv/bin/python benchmarks/bench_async.py --presets tiny --steps 6
+    .venv/bin/python benchmarks/bench_async.py --set generator.omp_threads_bind=0 --set trainer.threads=1
 
 Each preset is trained once per staleness bound in one process and one local Ray session, through
 `promedical.deploy.run.train`; steps/s counts the steps after the first (which carries model load and
@@ -21,13 +22,13 @@ STALENESS = (0, 1)
 WARMUP_STEPS = 1   # step 0 includes engine warm-up and first compilation; left out of steps/s
 
 
-def run_once(preset: str, staleness: int, steps: int, root: Path) -> dict[str, float]:
+def run_once(preset: str, staleness: int, steps: int, root: Path, extra: list[str]) -> dict[str, float]:
     """Train `preset` with rollout.max_staleness=`staleness`; steps/s and mean phase seconds."""
     from promedical.deploy.config import load_config
     from promedical.deploy.run import train
     from promedical.storage.metrics_log import iter_events
 
-    overrides = [f"rollout.max_staleness={staleness}", "run.save_rollouts=false"]
+    overrides = [*extra, f"rollout.max_staleness={staleness}", "run.save_rollouts=false"]
     if steps:
         overrides.append(f"rollout.steps={steps}")
     cfg = load_config(preset, overrides)
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "demo"])
     parser.add_argument("--steps", type=int, default=0, help="steps per run (default: the preset's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run, e.g. --set trainer.threads=1 (repeatable)")
     parser.add_argument("--out", default="", help="keep run directories here (default: a temp dir)")
     args = parser.parse_args(argv)
     import ray
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.out or tmp)
         try:
             for preset in args.presets:
-                results = {k: run_once(preset, k, args.steps, root) for k in STALENESS}
+                results = {k: run_once(preset, k, args.steps, root, args.overrides) for k in STALENESS}
                 print(report(preset, results), flush=True)
         finally:
             ray.shutdown()
