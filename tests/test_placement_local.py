@@ -1,8 +1,11 @@
 """Placement on the single CPU-only local Ray node that `promedical train` starts: four roles, two cores."""
+import subprocess
+import sys
+
 import pytest
 
 from promedical.deploy.config import load_config
-from promedical.deploy.placement import ROLES, make_plan, place_actors
+from promedical.deploy.placement import ROLES, make_plan, place_actors, release_placement_groups
 from promedical.errors import UserError
 
 
@@ -41,3 +44,15 @@ def test_tiny_preset_places_all_roles_on_the_local_node_in_turn(local_ray, strat
 def test_more_than_two_cores_of_roles_is_refused_at_once(local_ray):
     with pytest.raises(UserError, match=r"total CPU 3\.5.*Available: .*CPU 2"):
         _place(local_ray, ["generator.replicas=4"])
+
+
+def test_plan_cli_reads_the_free_resources_of_a_running_cluster(local_ray):
+    release_placement_groups()
+    address = local_ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "promedical.deploy.cli", "plan", "--config", "tiny", "--address", address]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "colocated: 1 bundles in 1 placement group(s), total CPU 2" in done.stdout
+    assert "(free resources)" in done.stdout
+    refused = subprocess.run(cmd + ["--set", "generator.replicas=4"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Available:" in refused.stderr and "CPU 2" in refused.stderr

@@ -38,6 +38,8 @@ def _live(address: str) -> list:
     from promedical.deploy.placement import live_nodes
     from promedical.errors import UserError
 
+    if ray.is_initialized():   # called from a driver already connected (tests, notebooks): use that
+        return live_nodes()
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
