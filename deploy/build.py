@@ -82,8 +82,13 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
 SINGLE_REPLICA_ROLES = ("policy", "reference", "reward")
 
 
-def build_roles(cfg: Config, policy_path: str, reward_path: str | None):
-    """Plan placement, reserve one Ray placement group per bundle group, start each replica in its bundle."""
+def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
+                role_classes: dict[str, type] | None = None):
+    """Plan placement, reserve one Ray placement group per bundle group, start each replica in its bundle.
+
+    `role_classes` substitutes the class of a role (same constructor keywords), e.g. an instrumented
+    subclass in a test.
+    """
     from promedical.actors.generator import Generator
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
@@ -101,6 +106,8 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None):
                "reference": (Reference, reference_kwargs(cfg, policy_path)),
                "reward": (RewardModel, reward_kwargs(cfg, reward_path)),
                "generator": (Generator, generator_kwargs(cfg, policy_path))}
+    for role, cls in (role_classes or {}).items():
+        classes[role] = (cls, classes[role][1])
     handles, _groups = place_actors(plan, classes, cfg.placement.timeout_s)
     return Roles(policy=handles["policy"][0], reference=handles["reference"][0],
                  reward=handles["reward"][0], generators=handles["generator"])
