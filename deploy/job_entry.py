@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     echo = Echo(run_dir / "metrics.msgpack")
     echo.start()
-    outcome = "failed"
+    outcome, error = "failed", ""
     try:
         train(load_config(args.config), run_dir)
         outcome = "finished"
@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         outcome = "stopped"
         return 128 + signal.SIGTERM
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise
     finally:
         echo.finish()
-        end = json.dumps({"status": outcome, "run_dir": str(run_dir)})
+        end = json.dumps({"status": outcome, "run_dir": str(run_dir), **({"error": error} if error else {})})
         if run_dir.is_dir():
             (run_dir / DONE_MARKER).write_text(end + "\n", encoding="utf-8")
         print(END_PREFIX + end, flush=True)
