@@ -65,7 +65,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise UserError(f"{where}: {key}={value!r} must be a string")
+            raise UserError(f"{where}: {key}={value!r} must be a string; quote it, e.g. --set '{key}=\"{value}\"'")
         return value
     raise TypeError(f"unsupported config type {tp!r} for {key}")
 
