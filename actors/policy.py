@@ -167,7 +167,6 @@ class Policy:
         out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
         out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         out["train_seconds"] = time.perf_counter() - start
-        out["policy_version"] = float(self._version)
         return out
 
     def save(self, directory: str) -> None:

@@ -112,6 +112,7 @@ class RunConfig:
     checkpoint_every: int = 0            # 0 = no checkpoints
     keep_checkpoints: int = 2
     save_rollouts: bool = True
+    sinks: list[str] = field(default_factory=lambda: ["tensorboard", "prometheus"])   # metric sinks
 
 
 @dataclass
@@ -172,6 +173,8 @@ def problems(cfg: Config) -> list[str]:
     shape = RewardShape(alpha=cfg.reward.alpha, beta=cfg.reward.beta, lam=cfg.reward.lam,
                         bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold)
     out += [f"reward.{p}" for p in shape.problems()]
+    from promedical.deploy.sinks import SINKS
+    out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
     return out + placement_problems(cfg.placement, cfg.generator.replicas)
 
 

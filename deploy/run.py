@@ -81,7 +81,7 @@ def _resume_point(run, checkpoints):
                         f"in the run's config, or start a new run")
     step = int(latest.name.split("_")[1])
     events, _ = read_events(run.metrics_path)
-    kept = b"".join(msgpack.packb(e, use_bin_type=True) for e in events if e["step"] < step)
+    kept = b"".join(msgpack.packb(e, use_bin_type=True) for e in events if e["step"] < step and "event" not in e)
     atomic_write_bytes(run.metrics_path, kept)
     for path in run.rollouts_dir.glob("step_*.arrow"):
         if int(path.stem.split("_")[1]) >= step:

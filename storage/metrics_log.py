@@ -49,5 +49,6 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
 
 
 def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The per-step metric events of a log, without markers such as the final {"event": "run_end"}."""
     events, _ = read_events(path)
-    yield from events
+    yield from (e for e in events if "event" not in e)
