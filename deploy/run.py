@@ -92,6 +92,8 @@ def _resume_point(run, checkpoints):
 def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
     """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`)."""
     from promedical.deploy.build import build_roles, resolve_models, start_ray
+    from promedical.deploy.placement import release_placement_groups
+    from promedical.deploy.sinks import make_sinks
     from promedical.rollout import checkpoint
     from promedical.rollout.loop import LoopState, run_loop
     from promedical.rollout.prompts import PromptSource
@@ -112,17 +114,27 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
     settings = _settings(cfg)
     state = checkpoint.restore(latest, source, roles, settings.sync_timeout_s) if latest else LoopState()
     log = MetricsLog(run.metrics_path)
+    sinks = make_sinks(run.root, cfg.run.sinks)
     progress = Progress(cfg.rollout.steps)
 
     def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
         if cfg.run.save_rollouts:
             run.write_rollouts(step, batch)
         log.append(metrics)
+        for sink in sinks:
+            sink.write(metrics)
         progress(metrics)
 
+    status = "failed"
     try:
         run_loop(roles, source, settings, state, on_step=on_step, checkpoint_every=cfg.run.checkpoint_every,
                  on_checkpoint=lambda s: checkpoint.save(checkpoints, s, source, roles))
+        status = "finished"
     finally:
+        # the last event marks the end, so `promedical metrics --follow` knows when to stop
+        log.append({"event": "run_end", "status": status, "step": state.step - 1, "policy_version": state.version})
         log.close()
+        for sink in sinks:
+            sink.close()
+        release_placement_groups()
     return run.root
