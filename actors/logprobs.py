@@ -1,7 +1,9 @@
 """Per-token response logprobs of a causal LM, shared by the policy (with grad) and the reference.
 
-Rows are packed into right-padded micro-batches; only the hidden states of response positions go
-through the LM head, so the (tokens x vocab) logits of the prompt are never materialised.
+The G responses of a GRPO group share one prompt, so the prompt is run once per micro-batch and its
+key/value cache is shared by every response (the "shared prefix" forward): the transformer processes
+P + G*T tokens instead of G*(P + T). Only the hidden states of response positions go through the LM
+head, so the (tokens x vocab) logits of the prompt are never materialised.
 """
 from __future__ import annotations
 
@@ -11,57 +13,68 @@ import torch
 
 
 @dataclass
-class MicroBatch:
-    input_ids: torch.Tensor       # (N, L) prompt + response, right-padded with 0
-    attention_mask: torch.Tensor  # (N, L) 1 on real tokens
-    positions: torch.Tensor       # (N, T) index in the sequence of the hidden state predicting response token t
+class GroupMicroBatch:
+    prefix: torch.Tensor          # (1, P-1) prompt ids but the last; run once, its KV cache is shared
+    inputs: torch.Tensor          # (N, T) last prompt token + response[:-1], right-padded with 0
     targets: torch.Tensor         # (N, T) response token ids, 0-padded
     mask: torch.Tensor            # (N, T) 1.0 on real response tokens
-    rows: list[int]               # row indices of the batch these come from
+    rows: list[int]               # batch rows these come from
 
 
-def make_micro_batch(prompts: list[list[int]], responses: list[list[int]], rows: list[int]) -> MicroBatch:
-    seqs = [prompts[i] + responses[i] for i in rows]
-    max_len = max(len(s) for s in seqs)
-    max_resp = max(1, max(len(responses[i]) for i in rows))
+def plan_group_micro_batches(group_ids: list[int], rows: list[int], micro_batch_size: int) -> list[list[int]]:
+    """Rows split by group (in order of first appearance), each group in chunks of <= micro_batch_size."""
+    groups: dict[int, list[int]] = {}
+    for i in rows:
+        groups.setdefault(group_ids[i], []).append(i)
+    return [members[k: k + micro_batch_size] for members in groups.values()
+            for k in range(0, len(members), micro_batch_size)]
+
+
+def make_group_micro_batch(prompts: list[list[int]], responses: list[list[int]], rows: list[int]) -> GroupMicroBatch:
+    prompt = prompts[rows[0]]
+    if any(prompts[i] != prompt for i in rows):
+        raise ValueError("a group micro-batch needs rows that share one prompt")
+    width = max(1, max(len(responses[i]) for i in rows))
     n = len(rows)
-    input_ids = torch.zeros(n, max_len, dtype=torch.long)
-    attention = torch.zeros(n, max_len, dtype=torch.long)
-    positions = torch.zeros(n, max_resp, dtype=torch.long)
-    targets = torch.zeros(n, max_resp, dtype=torch.long)
-    mask = torch.zeros(n, max_resp)
+    inputs = torch.zeros(n, width, dtype=torch.long)
+    targets = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width)
     for j, i in enumerate(rows):
-        p, r = len(prompts[i]), len(responses[i])
-        input_ids[j, : p + r] = torch.tensor(seqs[j])
-        attention[j, : p + r] = 1
+        r = responses[i]
         if r:
-            positions[j, :r] = torch.arange(p - 1, p + r - 1)
-            targets[j, :r] = torch.tensor(responses[i])
-            mask[j, :r] = 1.0
-    return MicroBatch(input_ids, attention, positions, targets, mask, list(rows))
+            inputs[j, : len(r)] = torch.tensor([prompt[-1]] + r[:-1])
+            targets[j, : len(r)] = torch.tensor(r)
+            mask[j, : len(r)] = 1.0
+        else:
+            inputs[j, 0] = prompt[-1]
+    return GroupMicroBatch(torch.tensor([prompt[:-1]], dtype=torch.long).reshape(1, -1), inputs, targets,
+                           mask, list(rows))
 
 
-def plan_micro_batches(lengths: list[int], rows: list[int], micro_batch_size: int) -> list[list[int]]:
-    """Split `rows` into micro-batches of similar total length (sorted), so padding stays small."""
-    ordered = sorted(rows, key=lambda i: lengths[i])
-    return [ordered[k: k + micro_batch_size] for k in range(0, len(ordered), micro_batch_size)]
+def forward_logprobs(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float) -> torch.Tensor:
+    """(N, T) log p(response token t | prompt, response_<t) at `temperature`; 0 where mask is 0."""
+    from transformers import DynamicCache
 
-
-def forward_logprobs(model: torch.nn.Module, mb: MicroBatch, temperature: float) -> torch.Tensor:
-    """(N, T) log p(response token t | prefix) at `temperature`; 0 where mask is 0."""
-    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-    hidden = body(input_ids=mb.input_ids, attention_mask=mb.attention_mask).last_hidden_state
-    index = mb.positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
-    picked = torch.gather(hidden, 1, index)                        # (N, T, H)
-    logits = model.get_output_embeddings()(picked).float() / temperature   # (N, T, V)
+    body = model.get_decoder()
+    n, width = mb.inputs.shape
+    start = mb.prefix.shape[1]
+    cache = DynamicCache(config=model.config)
+    if start:
+        body(input_ids=mb.prefix, past_key_values=cache, use_cache=True)
+        for layer in cache.layers:    # share the prompt's keys and values with all N responses
+            layer.keys = layer.keys.expand(n, -1, -1, -1)
+            layer.values = layer.values.expand(n, -1, -1, -1)
+    valid = (mb.mask.sum(-1, keepdim=True) > torch.arange(width)).long()
+    valid[:, 0] = 1                                   # the last prompt token is always real
+    attention = torch.cat([torch.ones(n, start, dtype=torch.long), valid], dim=1)
+    positions = torch.arange(start, start + width).expand(n, width)
+    hidden = body(input_ids=mb.inputs, attention_mask=attention, position_ids=positions,
+                  past_key_values=cache, use_cache=True).last_hidden_state          # (N, T, H)
+    logits = model.get_output_embeddings()(hidden).float() / temperature            # (N, T, V)
     target_logits = torch.gather(logits, -1, mb.targets.unsqueeze(-1)).squeeze(-1)
-    logprobs = target_logits - torch.logsumexp(logits, dim=-1)
-    return logprobs * mb.mask
+    return (target_logits - torch.logsumexp(logits, dim=-1)) * mb.mask
 
 
-def unpad(values: torch.Tensor, mb: MicroBatch, lengths: list[int]) -> dict[int, list[float]]:
+def unpad(values: torch.Tensor, mb: GroupMicroBatch, lengths: list[int]) -> dict[int, list[float]]:
     """Row index -> its response logprobs as a list (length = response length)."""
-    out = {}
-    for j, i in enumerate(mb.rows):
-        out[i] = values[j, : lengths[i]].tolist()
-    return out
+    return {i: values[j, : lengths[i]].tolist() for j, i in enumerate(mb.rows)}

@@ -50,7 +50,7 @@ class Policy:
     def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
                  zero_stage: int, backend: str, train_dtype: str, temperature: float, clip_eps: float,
                  kl_coef: float, kl_estimator: str, loss_agg: str, tis_cap: float, mini_batches: int,
-                 micro_batch_size: int, rows_per_step: int, threads: int = 0,
+                 micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
                  export_dtype: str = "float32") -> None:
         import torch
         if not torch.cuda.is_available():
@@ -64,8 +64,9 @@ class Policy:
         _init_distributed(backend)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.config.use_cache = False
-        self.rows_per_mini = rows_per_step // mini_batches
-        self.micro_per_mini = -(-self.rows_per_mini // micro_batch_size)
+        # a mini-batch is whole GRPO groups; each group is split into chunks of <= micro_batch_size rows
+        self.groups_per_mini = prompts_per_step // mini_batches
+        self.micro_per_mini = self.groups_per_mini * -(-group_size // micro_batch_size)
         ds_config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": micro_batch_size,
             "gradient_accumulation_steps": self.micro_per_mini,
@@ -92,21 +93,20 @@ class Policy:
     def _columns(self, batch: pa.RecordBatch) -> tuple[list, list, list[int], list[int]]:
         prompts = batch.column("prompt_ids").to_pylist()
         responses = batch.column("response_ids").to_pylist()
-        lengths = [len(r) for r in responses]
-        totals = [len(p) + len(r) for p, r in zip(prompts, responses)]
-        return prompts, responses, lengths, totals
+        return prompts, responses, [len(r) for r in responses], batch.column("group_id").to_pylist()
 
     def logprobs(self, batch: pa.RecordBatch) -> list[list[float]]:
         """Current policy's per-token response logprobs, without grad (for checks and the proximal policy)."""
         import torch
-        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches, unpad
+        from promedical.actors.logprobs import (forward_logprobs, make_group_micro_batch,
+                                                plan_group_micro_batches, unpad)
 
-        prompts, responses, lengths, totals = self._columns(batch)
+        prompts, responses, lengths, group_ids = self._columns(batch)
         out: dict[int, list[float]] = {}
         module = self.engine.module
         with torch.no_grad():
-            for rows in plan_micro_batches(totals, list(range(batch.num_rows)), self.micro_batch_size):
-                mb = make_micro_batch(prompts, responses, rows)
+            for rows in plan_group_micro_batches(group_ids, list(range(batch.num_rows)), self.micro_batch_size):
+                mb = make_group_micro_batch(prompts, responses, rows)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
                     out.update(unpad(forward_logprobs(module, mb, self.hp["temperature"]), mb, lengths))
         return [out[i] for i in range(batch.num_rows)]
@@ -117,11 +117,11 @@ class Policy:
     def train_step(self, batch: pa.RecordBatch) -> dict[str, float]:
         """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version."""
         import torch
-        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches
+        from promedical.actors.logprobs import forward_logprobs, make_group_micro_batch, plan_group_micro_batches
         from promedical.rollout.losses import grpo_loss
 
         start = time.perf_counter()
-        prompts, responses, lengths, totals = self._columns(batch)
+        prompts, responses, lengths, group_ids = self._columns(batch)
         # proximal policy = the weights before this step's updates; with one update per step they are the
         # weights doing the forward pass, so logp.detach() is exact and saves a whole forward pass
         old = self.logprobs(batch) if self.mini_batches > 1 else None
@@ -129,17 +129,19 @@ class Policy:
         ref = batch.column("ref_logprobs").to_pylist()
         behaviour = batch.column("behaviour_logprobs").to_pylist()
         rng = np.random.default_rng(self._version)
-        order = rng.permutation(batch.num_rows)
+        groups_in_order = list(dict.fromkeys(group_ids))
+        order = [groups_in_order[i] for i in rng.permutation(len(groups_in_order))]
         stats: dict[str, list[float]] = {"loss": [], "policy_loss": [], "kl": [], "clip_fraction": []}
         grad_norms = []
         self.engine.train()
         for m in range(self.mini_batches):
-            mini = [int(i) for i in order[m * self.rows_per_mini:(m + 1) * self.rows_per_mini]]
+            chosen = set(order[m * self.groups_per_mini:(m + 1) * self.groups_per_mini])
+            mini = [i for i, g in enumerate(group_ids) if g in chosen]
             # exactly micro_per_mini micro-batches, so DeepSpeed steps the optimizer once per mini-batch
-            groups = plan_micro_batches(totals, mini, self.micro_batch_size)
+            groups = plan_group_micro_batches(group_ids, mini, self.micro_batch_size)
             mini_tokens = max(1, sum(lengths[i] for i in mini))
             for rows in groups:
-                mb = make_micro_batch(prompts, responses, rows)
+                mb = make_group_micro_batch(prompts, responses, rows)
                 pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
                     logp = forward_logprobs(self.engine.module, mb, self.hp["temperature"])

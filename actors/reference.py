@@ -29,18 +29,19 @@ class Reference:
     def logprobs(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """REFERENCE_FIELDS for every row: `ref_logprobs` (T,) per row and the call's wall time."""
         import torch
-        from promedical.actors.logprobs import forward_logprobs, make_micro_batch, plan_micro_batches, unpad
+        from promedical.actors.logprobs import (forward_logprobs, make_group_micro_batch,
+                                                plan_group_micro_batches, unpad)
         from promedical.storage.schema import REFERENCE_FIELDS, columns_batch
 
         start = time.perf_counter()
         prompts = batch.column("prompt_ids").to_pylist()
         responses = batch.column("response_ids").to_pylist()
         lengths = [len(r) for r in responses]
-        total = [len(p) + len(r) for p, r in zip(prompts, responses)]
+        group_ids = batch.column("group_id").to_pylist()
         result: dict[int, list[float]] = {}
         with torch.no_grad():
-            for rows in plan_micro_batches(total, list(range(batch.num_rows)), self.micro_batch_size):
-                mb = make_micro_batch(prompts, responses, rows)
+            for rows in plan_group_micro_batches(group_ids, list(range(batch.num_rows)), self.micro_batch_size):
+                mb = make_group_micro_batch(prompts, responses, rows)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
                     values = forward_logprobs(self.model, mb, self.temperature)
                 result.update(unpad(values, mb, lengths))

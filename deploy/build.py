@@ -56,7 +56,8 @@ def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, clip_eps=a.clip_eps,
                 kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, loss_agg=a.loss_agg, tis_cap=cfg.rollout.tis_cap,
                 mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
-                rows_per_step=cfg.rollout.prompts_per_step * cfg.rollout.group_size, threads=cfg.trainer.threads,
+                prompts_per_step=cfg.rollout.prompts_per_step, group_size=cfg.rollout.group_size,
+                threads=cfg.trainer.threads,
                 export_dtype="bfloat16" if cfg.generator.dtype == "bfloat16" else "float32")
 
 

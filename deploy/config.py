@@ -158,9 +158,9 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
     if cfg.algo.kl_coef < 0 or cfg.algo.clip_eps <= 0:
         out.append("algo.kl_coef must be >= 0 and algo.clip_eps > 0")
-    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size
-    if rows % cfg.algo.mini_batches:
-        out.append(f"algo.mini_batches={cfg.algo.mini_batches} must divide prompts_per_step*group_size={rows}")
+    if cfg.rollout.prompts_per_step % cfg.algo.mini_batches:
+        out.append(f"algo.mini_batches={cfg.algo.mini_batches} must divide rollout.prompts_per_step="
+                   f"{cfg.rollout.prompts_per_step} (a mini-batch holds whole GRPO groups)")
     registries = [("algo.advantage", cfg.algo.advantage, ADVANTAGES),
                   ("algo.kl_estimator", cfg.algo.kl_estimator, KL_ESTIMATORS),
                   ("algo.loss_agg", cfg.algo.loss_agg, LOSS_AGGREGATIONS),
