@@ -111,3 +111,16 @@ def test_train_rm_cli_refuses_bad_input(tmp_path, capsys, tiny_bert):
                  "--train", str(DATA / "medical.jsonl")]) == 2
     assert "no pairwise preferences" in capsys.readouterr().err
     assert (tmp_path / "busy" / "x").read_text() == "keep me" and not (tmp_path / "o").exists()
+
+
+def test_eval_rm_cli_prints_the_table_and_writes_json(trained, tmp_path, capsys):
+    from promedical.reward.rubric_io import save_records
+    out, _ = trained
+    save_records(load_records(DATA / "pairs_heldout.jsonl")[:3], tmp_path / "held.jsonl")
+    assert main(["eval-rm", "--model", str(out), "--heldout", str(tmp_path / "held.jsonl"),
+                 "--max-length", "384", "--json", str(tmp_path / "r.json")]) == 0
+    assert "pairwise acc proficiency" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())[str(out)]
+    assert set(report["pairwise"]) == {"proficiency", "bonus", "veto"}
+    assert all(0.0 <= v <= 1.0 for v in report["pairwise"].values())
+    assert report["counts"]["veto"]["pairwise"] == 12      # 3 prompts x 2 vetoes x (vs reference, swap)
