@@ -5,6 +5,8 @@ turns the score s into v_i with a logistic map fitted on labelled training respo
     proficiency, bonus  v = sigmoid((s - threshold) / temperature)            P(criterion met)
     veto                v = sigmoid((veto_threshold - s) / veto_temperature)  P(violation present)
 The fit is 1-D logistic regression p = sigmoid(a*s + b) by Newton's method with a small ridge term.
+The veto threshold is then moved to the score cut that maximises F1 of "violation" on the training
+triples: violations are the rare class, and the likelihood-optimal cut flags almost none of them.
 """
 from __future__ import annotations
 
@@ -65,12 +67,31 @@ def threshold_temperature(scores: np.ndarray, labels: np.ndarray, sign: float) -
     return float(-b / a), float(sign / a)
 
 
+def f1_threshold(scores: np.ndarray, violated: np.ndarray) -> float | None:
+    """The midpoint cut t maximising F1 of (score < t) against `violated`; None without both classes."""
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(violated, dtype=bool)
+    if y.all() or not y.any():
+        return None
+    cuts = np.unique(s)
+    cuts = (cuts[:-1] + cuts[1:]) / 2 if cuts.size > 1 else cuts
+    best, best_f1 = None, -1.0
+    for t in cuts:
+        pred = s < t
+        tp = float((pred & y).sum())
+        f1 = 2 * tp / (pred.sum() + y.sum())
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
 def fit_calibration(scores: np.ndarray, labels: np.ndarray, is_veto: np.ndarray,
                     use_criterion: bool) -> Calibration:
     """Labels: True = criterion met (proficiency/bonus) or violation present (veto)."""
     scores, labels, is_veto = np.asarray(scores), np.asarray(labels, dtype=bool), np.asarray(is_veto, dtype=bool)
     t, temp = threshold_temperature(scores[~is_veto], labels[~is_veto], sign=1.0)
     vt, vtemp = threshold_temperature(scores[is_veto], labels[is_veto], sign=-1.0)
+    cut = f1_threshold(scores[is_veto], labels[is_veto])
+    vt = vt if cut is None else cut
     return Calibration(threshold=t, temperature=temp, veto_threshold=vt, veto_temperature=vtemp,
                        use_criterion=use_criterion)
 

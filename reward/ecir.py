@@ -11,8 +11,8 @@ from pathlib import Path
 from promedical.reward.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 
-ECIR_SPEC = {"pairs": 320, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
-             "calibration_points": 256, "seed": 0, "v": 1}
+ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
+             "calibration_points": 256, "seed": 0, "v": 2}
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
 
 

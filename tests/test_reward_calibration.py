@@ -76,3 +76,10 @@ def test_evaluate_hand_worked():
     assert report.veto == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)}
     assert report.counts["veto"] == {"pointwise": 2, "pairwise": 2}
     assert "pairwise acc veto" in report.table()
+
+
+def test_f1_threshold_hand_worked():
+    from promedical.reward.calibration import f1_threshold
+    # goodness 0, 1, 2, 3; violations at 0 and 2. cuts 0.5 (F1 2/3), 1.5 (F1 1/2), 2.5 (F1 4/5) -> 2.5
+    assert f1_threshold(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1, 0, 1, 0], dtype=bool)) == 2.5
+    assert f1_threshold(np.array([0.0, 1.0]), np.array([0, 0], dtype=bool)) is None
