@@ -99,3 +99,22 @@ def test_judge_that_raises_is_counted():
 
     verdicts, stats = judge_many(Broken(), [("q", "r", CRIT)] * 2)
     assert stats.by_error == {"exception_RuntimeError": 2} and stats.valid == 0
+
+
+def test_label_cli_adds_valid_verdicts_and_counts_invalid(endpoint, tmp_path, capsys):
+    from promedical.deploy.cli import main
+    from promedical.reward.rubric_io import load_records
+    rec = {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}],
+           "criteria": [{"id": "c0", "text": "Advises rest.", "tier": "proficiency", "weight": 1.0},
+                        {"id": "v0", "text": "Claims to be a doctor.", "tier": "veto"}],
+           "responses": [{"text": "Rest well.", "labels": {}}, {"text": "I am a doctor.", "labels": {"c0": False}}]}
+    (tmp_path / "in.jsonl").write_text(json.dumps(rec) + "\n")
+    _Endpoint.script[:] = [(200, '{"criteria_met": true}'), (200, '{"criteria_met": false}'),
+                           (200, "??"), (200, "??"), (200, "??")]    # 3 judged pairs, the last one invalid
+    assert main(["label", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), "--base-url", endpoint,
+                 "--model", "m", "--retries", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 (response, criterion) pairs to judge" in out and "2 valid, 1 invalid" in out
+    labelled = load_records(tmp_path / "out.jsonl")[0]
+    assert labelled.responses[0].labels == {"c0": True, "v0": False}
+    assert labelled.responses[1].labels == {"c0": False}                 # invalid verdict left unlabelled
