@@ -9,8 +9,8 @@ from promedical.errors import UserError
 # file stem -> (title, y label, [(event key, legend label)])
 PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "reward": ("Reward and tier scores", "score",
-               [("reward_mean", "reward"), ("s1_mean", "S1 core"), ("s2_mean", "S2 quality"),
-                ("s3_mean", "S3 safety (veto)")]),
+               [("reward_mean", "reward"), ("s1_mean", "S1 proficiency"), ("s2_mean", "S2 bonus count"),
+                ("s3_mean", "S3 veto count")]),
     "veto_rate": ("Veto rate", "fraction of responses", [("veto_rate", "veto rate")]),
     "kl": ("KL to the reference policy", "KL", [("kl", "KL")]),
     "lengths": ("Response length", "tokens",

@@ -112,11 +112,13 @@ def test_backpressure_bounds_buffered_rollouts_with_a_slow_trainer(tmp_path, loc
     trained_at, plasma = [], []
     done = threading.Event()
 
+    address = ray.get_runtime_context().gcs_address    # this test's Ray, whatever else runs here
+
     def sample_plasma():
         from ray._private.internal_api import memory_summary
         while not done.is_set():
-            found = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
-            plasma.append(int(found.group(1)) if found else 0)
+            found = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(address, stats_only=True))
+            plasma.append(int(found.group(1)) if found else -1)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample_plasma, daemon=True)
@@ -129,6 +131,7 @@ def test_backpressure_bounds_buffered_rollouts_with_a_slow_trainer(tmp_path, loc
     # when step s finished training, at most s + 1 + (k + 1) batches had been asked for
     for s, t in enumerate(trained_at):
         assert sum(c <= t for c in calls) <= s + 1 + k + 1
+    assert plasma and min(plasma) >= 0, "the object-store sampler read nothing"
     assert max(plasma) < 64          # MiB: a few tiny batches and one weight export, never a backlog
     for handle in [roles.policy, roles.reference, roles.reward, *roles.generators]:
         ray.kill(handle)

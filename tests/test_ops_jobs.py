@@ -121,7 +121,9 @@ def test_submit_follow_metrics_live_then_stop_a_second_job(head, tmp_path):
     assert all({"reward_mean", "s1_mean", "veto_rate", "kl", "tokens_per_s", "time_train"} <= set(r)
                for r in records)
     logged, _ = read_events(run_a / "metrics.msgpack")     # exactly what the driver logged, in order
-    assert [(e["step"], e["policy_version"]) for e in logged] == [(r["step"], r["policy_version"]) for r in records]
+    assert logged[-1]["event"] == "run_end" and logged[-1]["status"] == "finished"
+    steps_logged = [e for e in logged if "event" not in e]
+    assert [(e["step"], e["policy_version"]) for e in steps_logged] == [(r["step"], r["policy_version"]) for r in records]
     assert "SUCCEEDED" in promedical(head, "status", job).stdout
 
     run_b = tmp_path / "b"
