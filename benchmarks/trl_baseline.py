@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "medical.jsonl"
+MAX_PROMPT_TOKENS = 256   # model.max_prompt_tokens of the demo preset
 
 
 def main() -> None:
@@ -20,8 +21,17 @@ def main() -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from transformers import AutoTokenizer
+
+    # the same prompts as the demo, chat template applied and cut to the demo's last 256 prompt tokens
+    # (TRL has no prompt-length cap, and the longest HealthBench conversations run to thousands)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     rows = [json.loads(line) for line in PROMPTS.read_text().splitlines()[:8]]
-    data = Dataset.from_list([{"prompt": r["messages"]} for r in rows] * steps)
+    prompts = []
+    for r in rows:
+        text = tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=False)
+        prompts.append(tok.decode(tok.encode(text, add_special_tokens=False)[-MAX_PROMPT_TOKENS:]))
+    data = Dataset.from_list([{"prompt": p} for p in prompts] * steps)
     times: list[float] = []
 
     class Timer(TrainerCallback):
