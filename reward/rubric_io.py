@@ -200,20 +200,34 @@ def record_to_dict(rec: RubricRecord) -> dict[str, Any]:
     return out
 
 
-def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRecord], list[str]]:
-    """Records and every problem as 'FILE:LINE: field: message'."""
-    path = Path(path)
+def collect_records(rows: Iterable[tuple[str, int, Any]], unit: str,
+                    problems: list[str]) -> list[RubricRecord]:
+    """Validate parsed rows given as (where, number, object); problems go to `problems`.
+
+    A repeated prompt_id is reported against the `unit` ("line", "row") that first used it.
+    """
     records: list[RubricRecord] = []
-    problems: list[str] = []
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return [], [f"{path}: cannot read ({exc.strerror}); check the path"]
     seen: dict[str, int] = {}
+    for where, number, obj in rows:
+        try:
+            rec = record_from_dict(obj)
+        except RecordProblems as exc:
+            problems += [f"{where}: {p}" for p in exc.problems]
+            continue
+        if rec.prompt_id in seen:
+            problems.append(f"{where}: prompt_id: {rec.prompt_id!r} already used on {unit} {seen[rec.prompt_id]}")
+            continue
+        seen[rec.prompt_id] = number
+        records.append(rec)
+    return records
+
+
+def _json_lines(path: Path, raw: bytes, problems: list[str], max_problems: int):
+    """(where, line number, object) for each line that decodes; decoding problems go to `problems`."""
     lines = raw.split(b"\n")
     for lineno, line in enumerate(lines, start=1):
         if len(problems) >= max_problems:
-            break
+            return
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -223,21 +237,21 @@ def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRec
             problems.append(f"{where}: invalid UTF-8 at byte {exc.start}; re-encode the file as UTF-8")
             continue
         try:
-            obj = json.loads(text)
+            yield where, lineno, json.loads(text)
         except json.JSONDecodeError as exc:
             hint = "truncated line?" if lineno == len(lines) or exc.pos >= len(text) - 1 else "fix the JSON"
             problems.append(f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); {hint}")
-            continue
-        try:
-            rec = record_from_dict(obj)
-        except RecordProblems as exc:
-            problems += [f"{where}: {p}" for p in exc.problems]
-            continue
-        if rec.prompt_id in seen:
-            problems.append(f"{where}: prompt_id: {rec.prompt_id!r} already used on line {seen[rec.prompt_id]}")
-            continue
-        seen[rec.prompt_id] = lineno
-        records.append(rec)
+
+
+def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRecord], list[str]]:
+    """Records and every problem as 'FILE:LINE: field: message'."""
+    path = Path(path)
+    problems: list[str] = []
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [], [f"{path}: cannot read ({exc.strerror}); check the path"]
+    records = collect_records(_json_lines(path, raw, problems, max_problems), "line", problems)
     if not records and not problems:
         problems.append(f"{path}: no records; a rubric file holds one JSON object per line")
     return records, problems

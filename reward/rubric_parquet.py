@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from promedical.reward.atomic import write_atomic
 from promedical.reward.rubric import RubricRecord
-from promedical.reward.rubric_io import RecordProblems, record_from_dict, record_to_dict
+from promedical.reward.rubric_io import collect_records, record_to_dict
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _CRITERION = pa.struct([("id", pa.string()), ("text", pa.string()), ("tier", pa.string()),
@@ -81,19 +81,9 @@ def read_parquet(path: str | Path) -> tuple[list[RubricRecord], list[str]]:
     missing = [f.name for f in RUBRIC_PARQUET_SCHEMA if f.name not in table.column_names]
     if missing:
         return [], [f"{path}: columns {missing} missing; expected the rubric Parquet schema"]
-    records, problems, seen = [], [], {}
-    for n, row in enumerate(table.to_pylist(), start=1):
-        where = f"{path}:row {n}"
-        try:
-            rec = record_from_dict(_unrow(row))
-        except RecordProblems as exc:
-            problems += [f"{where}: {p}" for p in exc.problems]
-            continue
-        if rec.prompt_id in seen:
-            problems.append(f"{where}: prompt_id: {rec.prompt_id!r} already used on row {seen[rec.prompt_id]}")
-            continue
-        seen[rec.prompt_id] = n
-        records.append(rec)
+    problems: list[str] = []
+    rows = ((f"{path}:row {n}", n, _unrow(row)) for n, row in enumerate(table.to_pylist(), start=1))
+    records = collect_records(rows, "row", problems)
     if not records and not problems:
         problems.append(f"{path}: no records")
     return records, problems
