@@ -113,6 +113,8 @@ class RunConfig:
     keep_checkpoints: int = 2
     save_rollouts: bool = True
     sinks: list[str] = field(default_factory=lambda: ["tensorboard", "prometheus"])   # metric sinks
+    eval_every: int = 0                  # evaluate on eval_prompts every N steps (0 = never)
+    eval_prompts: str = ""               # held-out rubric JSONL (or builtin:NAME), graded by reward.grader
 
 
 @dataclass
@@ -173,6 +175,9 @@ def problems(cfg: Config) -> list[str]:
     shape = RewardShape(alpha=cfg.reward.alpha, beta=cfg.reward.beta, lam=cfg.reward.lam,
                         bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold)
     out += [f"reward.{p}" for p in shape.problems()]
+    if cfg.run.eval_every < 0 or (cfg.run.eval_every and not cfg.run.eval_prompts):
+        out.append(f"run.eval_every={cfg.run.eval_every}: must be >= 0, and > 0 needs run.eval_prompts "
+                   f"(a held-out rubric file)")
     from promedical.deploy.sinks import SINKS
     out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
     return out + placement_problems(cfg.placement, cfg.generator.replicas)

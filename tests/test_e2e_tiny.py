@@ -56,3 +56,21 @@ def test_kl_grows_from_zero_as_the_policy_moves(tiny_run):
     _, run = tiny_run
     kls = [e["kl"] for e in iter_events(run.metrics_path)]
     assert kls[-1] > kls[0] >= 0
+
+
+def test_held_out_evaluation_joins_the_metric_stream(tmp_path, local_ray):
+    from promedical.deploy.run import train
+
+    cfg = load_config("tiny", ["rollout.steps=3", "run.eval_every=2", "run.eval_prompts=builtin:tiny"])
+    events = list(iter_events(RunDir(train(cfg, tmp_path / "run")).metrics_path))
+    with_eval = [e["step"] for e in events if "eval/s1" in e]
+    assert with_eval == [1]                                   # every 2 steps: after the second
+    event = events[1]
+    assert event["eval/n"] == 32 and event["eval/invalid_verdicts"] == 0
+    assert 0.0 <= event["eval/s1_low"] <= event["eval/s1"] <= event["eval/s1_high"] <= 1.0
+
+
+def test_eval_every_needs_held_out_prompts():
+    from promedical.errors import UserError
+    with pytest.raises(UserError, match="run.eval_every=2: must be >= 0, and > 0 needs run.eval_prompts"):
+        load_config("tiny", ["run.eval_every=2"])
