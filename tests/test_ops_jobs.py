@@ -124,7 +124,11 @@ def test_submit_follow_metrics_live_then_stop_a_second_job(head, tmp_path):
     assert logged[-1]["event"] == "run_end" and logged[-1]["status"] == "finished"
     steps_logged = [e for e in logged if "event" not in e]
     assert [(e["step"], e["policy_version"]) for e in steps_logged] == [(r["step"], r["policy_version"]) for r in records]
-    assert "SUCCEEDED" in promedical(head, "status", job).stdout
+    # the follower stops at the driver's end line; the job turns SUCCEEDED once the driver has exited
+    settle = time.time() + 60
+    while "RUNNING" in (status := promedical(head, "status", job).stdout) and time.time() < settle:
+        time.sleep(1)
+    assert "SUCCEEDED" in status, status
 
     run_b = tmp_path / "b"
     job_b = submit(head, run_b, 200)
