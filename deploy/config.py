@@ -146,6 +146,7 @@ def _positive(cfg: Config) -> list[str]:
 def problems(cfg: Config) -> list[str]:
     """Every value-level problem of a loaded config, as 'key=value: reason'."""
     from promedical.reward.aggregate import AGGREGATORS, RewardShape
+    from promedical.reward.graders import GRADERS
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
 
@@ -167,7 +168,7 @@ def problems(cfg: Config) -> list[str]:
                   ("algo.kl_estimator", cfg.algo.kl_estimator, KL_ESTIMATORS),
                   ("algo.loss_agg", cfg.algo.loss_agg, LOSS_AGGREGATIONS),
                   ("reward.aggregator", cfg.reward.aggregator, AGGREGATORS),
-                  ("reward.grader", cfg.reward.grader, {"rule": 0, "similarity": 0, "trained": 0}),
+                  ("reward.grader", cfg.reward.grader, GRADERS),
                   ("placement.strategy", cfg.placement.strategy, STRATEGIES)]
     for key, value, registry in registries:
         if value not in registry:
