@@ -5,8 +5,6 @@ so a vLLM generator can load them in place.
 """
 from __future__ import annotations
 
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from promedical.actors.distributed import init_distributed, use_cpu_accelerator_without_cuda
 from promedical.actors.memory import release_memory
 
 
@@ -26,26 +25,6 @@ class PolicyRole(Protocol):
     def restore(self, directory: str) -> int: ...
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _init_distributed(backend: str) -> None:
-    import torch
-    import deepspeed
-
-    if torch.distributed.is_initialized():
-        return
-    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
-        os.environ.setdefault(key, value)
-    if backend == "auto":
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
-
-
 class Policy:
     def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
                  zero_stage: int, backend: str, train_dtype: str, temperature: float, clip_eps: float,
@@ -53,15 +32,14 @@ class Policy:
                  micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
                  export_dtype: str = "float32") -> None:
         import torch
-        if not torch.cuda.is_available():
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        use_cpu_accelerator_without_cuda()
         import deepspeed
         from transformers import AutoModelForCausalLM
 
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        _init_distributed(backend)
+        init_distributed(backend)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.config.use_cache = False
         # a mini-batch is whole GRPO groups; each group is split into chunks of <= micro_batch_size rows
