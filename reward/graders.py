@@ -2,7 +2,8 @@
 
     rule        regex criteria (`pattern`): v = min(1, matches / RULE_FULL_MATCHES); no model
     similarity  zero-shot: cosine of mean-pooled encoder embeddings of criterion and response, rescaled
-    trained     a criterion-injected cross-encoder trained with `promedical train-rm` (scalar head);
+    trained     a criterion-injected reward model trained with `promedical train-rm` (scalar head;
+                an encoder reads a text pair, a decoder the criterion last, reward/scorers.py);
                 score -> v_i by the calibration fitted at training time (reward/calibration.py):
                 P(met) for proficiency and bonus criteria, P(violation) for veto criteria
 """
@@ -16,7 +17,6 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from promedical.reward.injection import inject
 from promedical.reward.rubric import Criterion, Tier
 
 RULE_FULL_MATCHES = 4
@@ -86,10 +86,12 @@ class SimilarityGrader(_Encoder):
 
 
 class TrainedGrader(_Encoder):
-    """A cross-encoder with a scalar head that reads the injected triple (see reward/injection.py).
+    """A reward model trained with `promedical train-rm`: scalar head over an injected triple, in the
+    layout recorded beside its weights (reward/scorers.py; checkpoints without one are cross-encoders).
 
-    All triples handed to `grade` go through the model in batches of `batch_size` (one forward pass
-    per batch); identical triples (the same response under the same criterion) are scored once.
+    All triples handed to `grade` are scored together: identical triples once; a cross-encoder in
+    batches of `batch_size` triples; a decoder by instruction groups of about `batch_size` triples
+    that share the instruction's and each response's computation.
     """
 
     def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
@@ -97,34 +99,33 @@ class TrainedGrader(_Encoder):
         from transformers import AutoModelForSequenceClassification
 
         from promedical.reward.calibration import Calibration
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+        from promedical.reward.prefix_scoring import SegmentLimits
+        from promedical.reward.scorers import make_scorer
+        import torch
+        on_gpu = torch.cuda.is_available()       # a GPU-placed RewardModel actor sees its GPU here
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, dtype=torch.bfloat16 if on_gpu else torch.float32).to("cuda" if on_gpu else "cpu").eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
         calib_path = Path(model_path) / "promedical_calibration.json"
-        calib = json.loads(calib_path.read_text()) if calib_path.exists() else {}
-        self.calibration = Calibration(**{k: calib[k] for k in Calibration.__dataclass_fields__ if k in calib})
+        meta = json.loads(calib_path.read_text()) if calib_path.exists() else {}
+        self.calibration = Calibration(**{k: meta[k] for k in Calibration.__dataclass_fields__ if k in meta})
         self.use_criterion = self.calibration.use_criterion
+        self.layout = meta.get("layout", "pair")
+        self.scorer = make_scorer(self.tokenizer, self.model, self.layout, max_length=max_length,
+                                  limits=SegmentLimits(**meta.get("segment_limits", {})),
+                                  fusion_layers=meta.get("fusion_layers", 0))
 
-    def raw_scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Scalar score per injected pair, in batches of `batch_size`."""
-        import torch
-
-        from promedical.reward.rm_train import encode
-        unique = sorted(dict.fromkeys(pairs), key=lambda p: len(p[0]) + len(p[1]))  # similar lengths batch
-        out = []                                                                   # together: less padding
-        with torch.inference_mode():
-            for k in range(0, len(unique), self.batch_size):
-                enc = encode(self.tokenizer, unique[k:k + self.batch_size], self.max_length)
-                out.append(self.model(**enc).logits[:, 0].float().numpy())
-        scores = dict(zip(unique, np.concatenate(out) if out else np.zeros(0)))
-        return np.array([scores[p] for p in pairs], dtype=np.float64)
+    def raw_scores(self, triples: list[tuple[str, str, str | None]]) -> np.ndarray:
+        """Scalar score per (instruction, response, criterion or None) triple."""
+        return self.scorer.score_batched(triples, self.batch_size)
 
     def grade(self, instructions, responses, criteria) -> np.ndarray:
         from promedical.reward.calibration import values
-        pairs = [inject(i, r, c.text if self.use_criterion else None)
-                 for i, r, c in zip(instructions, responses, criteria)]
+        triples = [(i, r, c.text if self.use_criterion else None) for i, r, c in zip(instructions, responses, criteria)]
         is_veto = np.array([c.tier is Tier.VETO for c in criteria], dtype=bool)
-        return values(self.raw_scores(pairs), is_veto, self.calibration)
+        return values(self.raw_scores(triples), is_veto, self.calibration)
 
 
 def make_grader(name: str, model_path: str | None, *, max_length: int, batch_size: int,
