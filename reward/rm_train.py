@@ -1,11 +1,16 @@
 """Reward-model training with the per-criterion Bradley-Terry loss (Explicit Criteria Injection).
 
-Each pairwise preference (x, c, y_w, y_l) is one instance; the model reads the injected text pair
-(criterion + instruction, response) and outputs one scalar r. Loss = -log sigmoid(r(y_w|x,c) - r(y_l|x,c)).
-`use_criterion=False` is the criterion-agnostic baseline: the same instances with the criterion
-replaced by a fixed placeholder. Any Hugging Face backbone works through
-AutoModelForSequenceClassification(num_labels=1); the result is saved in HF format with
-promedical_calibration.json (reward/calibration.py) beside it.
+Each pairwise preference (x, c, y_w, y_l) is one instance; the model reads x, y and c in one of the
+layouts of reward/scorers.py (an encoder: the text pair (criterion + instruction, response); a decoder:
+instruction, response, criterion last) and outputs one scalar r.
+Loss = -log sigmoid(r(y_w|x,c) - r(y_l|x,c)). `use_criterion=False` is the criterion-agnostic
+baseline: the same instances with the criterion replaced by a fixed placeholder. Any Hugging Face
+backbone works through AutoModelForSequenceClassification(num_labels=1); the result is saved in HF
+format with promedical_calibration.json (reward/calibration.py, plus the layout) beside it.
+
+Engines: plain torch in one process, or DeepSpeed (`deepspeed_stage` 0-3) in one process or many:
+under `torchrun --nproc_per_node N` each rank takes its share of every batch of pairs and ZeRO
+partitions the optimizer state, gradients (and with stage 3 the weights); rank 0 writes the model.
 """
 from __future__ import annotations
 
@@ -13,16 +18,20 @@ import json
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from promedical.reward.calibration import fit_calibration
-from promedical.reward.injection import inject, instruction_text
+from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord, Tier
 
 CALIBRATION_FILE = "promedical_calibration.json"
+
+
+class TrainSetupError(ValueError):
+    """The backbone cannot be trained as asked (layout, fusion depth, rank split); raised before any step."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class TrainConfig:
     max_pairs: int = 0              # 0 = all
     calibration_points: int = 800   # labelled triples scored to fit the calibration
     threads: int = 0
+    layout: str = "auto"            # auto | pair | prefix (reward/scorers.py)
+    fusion_layers: int = 0          # prefix layout: top layers where the criterion sees the response (0 = all)
+    deepspeed_stage: int = -1       # -1 = plain torch; 0-3 = DeepSpeed ZeRO stage
+    dtype: str = "float32"          # float32 | bfloat16 (DeepSpeed bf16 training)
+    grad_checkpointing: bool = False
 
 
 def pair_instances(records: list[RubricRecord]) -> list[PairInstance]:
@@ -82,20 +96,24 @@ def point_instances(records: list[RubricRecord]) -> list[PointInstance]:
     return out
 
 
-def encode(tokenizer, pairs: list[tuple[str, str]], max_length: int):
-    """Tokenised text pairs; the longer side is cut first so the criterion at the front survives."""
-    return tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation="longest_first",
-                     max_length=max_length, return_tensors="pt")
-
-
 def load_scorer(path: str):
-    """(tokenizer, scalar-head model) for any HF backbone; decoders get a pad token."""
+    """(tokenizer, scalar-head model) for any HF backbone; decoders get a pad token. The load report
+    (the new head is always "missing" from a backbone) is silenced."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
 
@@ -113,30 +131,15 @@ def freeze_lower(model, n_layers: int) -> int:
     return frozen
 
 
-def score_points(model, tokenizer, points: list[PointInstance], use_criterion: bool, max_length: int,
-                 batch_size: int = 64) -> np.ndarray:
-    import torch
-
-    pairs = [inject(p.instruction, p.response, p.criterion if use_criterion else None) for p in points]
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for k in range(0, len(pairs), batch_size):
-            out.append(model(**encode(tokenizer, pairs[k:k + batch_size], max_length)).logits[:, 0].float().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+def score_points(scorer, points: list[PointInstance], use_criterion: bool) -> np.ndarray:
+    return scorer.score_batched([(p.instruction, p.response, p.criterion if use_criterion else None) for p in points])
 
 
-def _step(model, tokenizer, batch: list[PairInstance], cfg: TrainConfig):
-    import torch.nn.functional as F
-
-    crit = [b.criterion if cfg.use_criterion else None for b in batch]
-    wins = [inject(b.instruction, b.winner, c) for b, c in zip(batch, crit)]
-    loses = [inject(b.instruction, b.loser, c) for b, c in zip(batch, crit)]
-    logits = model(**encode(tokenizer, wins + loses, cfg.max_length)).logits[:, 0]
-    margin = logits[:len(batch)] - logits[len(batch):]
-    loss = -F.logsigmoid(margin).mean()
-    loss.backward()
-    return float(loss.detach()), float((margin.detach() > 0).float().mean())
+def _margin(scorer, batch: list[PairInstance], use_criterion: bool):
+    crit = [b.criterion if use_criterion else None for b in batch]
+    scores = scorer.train_scores([(b.instruction, b.winner, c) for b, c in zip(batch, crit)]
+                                 + [(b.instruction, b.loser, c) for b, c in zip(batch, crit)])
+    return scores[:len(batch)] - scores[len(batch):]
 
 
 def save_checkpoint(model, tokenizer, meta: dict, out_dir: Path) -> None:
@@ -155,8 +158,12 @@ def save_checkpoint(model, tokenizer, meta: dict, out_dir: Path) -> None:
 
 def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | Path, cfg: TrainConfig,
                        log=print) -> dict:
-    """Train, calibrate and save; returns a summary (steps, final loss, seconds, calibration)."""
+    """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration)."""
     import torch
+
+    from promedical.reward.prefix_scoring import check_fusion
+    from promedical.reward.rm_engines import make_engine
+    from promedical.reward.scorers import make_scorer, resolve_layout
 
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -167,35 +174,56 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
     if cfg.max_pairs:
         instances = instances[:cfg.max_pairs]
     tokenizer, model = load_scorer(backbone)
+    try:
+        layout = resolve_layout(model, cfg.layout)
+        if layout == "prefix":
+            check_fusion(model, cfg.fusion_layers)
+        if cfg.grad_checkpointing and layout == "prefix" and cfg.fusion_layers not in (0, model.config.num_hidden_layers):
+            raise ValueError("grad_checkpointing needs fusion_layers 0 (all): the partial-fusion path uses KV caches")
+    except ValueError as err:
+        raise TrainSetupError(str(err)) from None
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable()
     freeze_lower(model, cfg.freeze_layers)
     if not cfg.dropout:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     steps = max(1, int(len(instances) * cfg.epochs / cfg.batch_size))
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / max(1, steps // 10))
-                                              * max(0.0, 1 - s / steps))
+    try:
+        engine = make_engine(model, cfg.lr, steps, deepspeed_stage=cfg.deepspeed_stage, batch_size=cfg.batch_size,
+                             bf16=cfg.dtype == "bfloat16")
+    except ValueError as err:
+        raise TrainSetupError(str(err)) from None
+    say = log if engine.rank == 0 else (lambda message: None)
+    scorer = make_scorer(tokenizer, engine.model, layout, max_length=cfg.max_length, fusion_layers=cfg.fusion_layers)
     start, losses = time.perf_counter(), []
-    model.train()
+    engine.model.train()
     for step in range(steps):
         k = (step * cfg.batch_size) % len(instances)
-        batch = (instances + instances)[k:k + cfg.batch_size]
-        loss, acc = _step(model, tokenizer, batch, cfg)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        optim.zero_grad()
-        losses.append(loss)
+        batch = (instances + instances)[k:k + cfg.batch_size][engine.rank::engine.world]
+        margin = _margin(scorer, batch, cfg.use_criterion)
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        engine.backward(loss)
+        engine.step()
+        losses.append(float(loss.detach()))
         if step % 20 == 0 or step == steps - 1:
-            log(f"step {step + 1}/{steps} loss {np.mean(losses[-20:]):.4f} batch acc {acc:.2f}")
+            say(f"step {step + 1}/{steps} loss {np.mean(losses[-20:]):.4f} "
+                f"batch acc {float((margin.detach() > 0).float().mean()):.2f}")
+    engine.model.eval()
     points = point_instances(train)
     rng.shuffle(points)
     points = points[:cfg.calibration_points]
-    scores = score_points(model, tokenizer, points, cfg.use_criterion, cfg.max_length)
+    scores = score_points(scorer, points, cfg.use_criterion)      # every rank: ZeRO-3 forwards are collective
     calib = fit_calibration(scores, np.array([p.label for p in points]),
                             np.array([p.tier is Tier.VETO for p in points]), cfg.use_criterion)
-    meta = calib.to_json() | {"max_length": cfg.max_length, "backbone": str(backbone)}
-    save_checkpoint(model, tokenizer, meta, Path(out_dir))
-    return {"pairs": len(instances), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1], "final_loss": float(np.mean(losses[-20:])),
-            "seconds": time.perf_counter() - start, "calibration": calib.to_json()}
+    meta = calib.to_json() | {"max_length": cfg.max_length, "backbone": str(backbone), "layout": layout}
+    if layout == "prefix":
+        meta |= {"fusion_layers": cfg.fusion_layers, "segment_limits": asdict(scorer.tokens.limits)}
+    with engine.full_weights():
+        if engine.rank == 0:
+            save_checkpoint(engine.model, tokenizer, meta, Path(out_dir))
+    engine.barrier()
+    return {"pairs": len(instances), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1],
+            "final_loss": float(np.mean(losses[-20:])), "seconds": time.perf_counter() - start,
+            "calibration": calib.to_json(), "layout": layout, "rank": engine.rank, "ranks": engine.world}

@@ -66,7 +66,7 @@ def test_checkpoint_is_hf_format_with_calibration(trained):
         p.name for p in out.iterdir()}
     calib = json.loads((out / "promedical_calibration.json").read_text())
     assert calib["use_criterion"] is True and calib["temperature"] > 0 and calib["veto_temperature"] > 0
-    assert calib == summary["calibration"] | {"max_length": 384, "backbone": calib["backbone"]}
+    assert calib == summary["calibration"] | {"max_length": 384, "backbone": calib["backbone"], "layout": "pair"}
     assert not out.with_name(out.name + ".partial").exists()
 
 
@@ -78,7 +78,7 @@ def test_trained_grader_is_criterion_sensitive_and_batched(trained):
     v = grader.grade(["q"] * 3, ["Take 200 mg.", "Take 200 mg.", "Take 200 mg."], [a, b, a])
     assert v.shape == (3,) and ((v > 0) & (v < 1)).all()
     assert v[0] == v[2] and v[0] != v[1]
-    raw = grader.raw_scores([("x", "y")] * 5 + [("x", "z")])
+    raw = grader.raw_scores([("q", "x", "y")] * 5 + [("q", "x", "z")])
     assert len(set(raw[:5])) == 1 and raw[5] != raw[0]
 
 

@@ -1,4 +1,8 @@
-"""`promedical train-rm`: train a criterion-injected reward model (or the criterion-agnostic baseline)."""
+"""`promedical train-rm`: train a criterion-injected reward model (or the criterion-agnostic baseline).
+
+Several processes: `torchrun --nproc_per_node N $(which promedical) train-rm --deepspeed 3 ...`
+(each rank takes 1/N of every batch; rank 0 writes the model and prints the summary).
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, default=0, help="use at most N pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--layout", choices=("auto", "pair", "prefix"), default="auto",
+                   help="pair: cross-encoder text pair; prefix: decoder, criterion last, shared prefixes "
+                        "(auto: prefix for Llama/Qwen/Mistral decoders, pair otherwise)")
+    p.add_argument("--fusion-layers", type=int, default=0,
+                   help="prefix layout: the top N layers see criterion and response together (0 = all)")
+    p.add_argument("--deepspeed", type=int, choices=(0, 1, 2, 3), default=None, metavar="STAGE",
+                   help="train with DeepSpeed ZeRO stage 0-3 (one process, or every rank of torchrun)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16 needs --deepspeed")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (large decoders)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +49,9 @@ def check_numbers(args: argparse.Namespace) -> None:
     for key in ("epochs", "lr", "batch_size", "max_length"):
         if not getattr(args, key) > 0:
             raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be > 0")
-    for key in ("freeze_layers", "max_pairs", "threads"):
+    if args.dtype == "bfloat16" and args.deepspeed is None:
+        raise UserError("--dtype bfloat16: trains through DeepSpeed; add --deepspeed STAGE (0-3)")
+    for key in ("freeze_layers", "max_pairs", "threads", "fusion_layers"):
         if getattr(args, key) < 0:
             raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 0")
 
@@ -43,7 +59,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from promedical.actors.models import resolve_model
     from promedical.errors import UserError
-    from promedical.reward.rm_train import TrainConfig, train_reward_model
+    from promedical.reward.rm_train import TrainConfig, TrainSetupError, train_reward_model
     from promedical.reward.rubric_io import load_records
 
     check_numbers(args)
@@ -55,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--train {args.train}: no pairwise preferences; build them with promedical data pairs")
     cfg = TrainConfig(use_criterion=not args.no_criterion, epochs=args.epochs, lr=args.lr,
                       batch_size=args.batch_size, max_length=args.max_length, freeze_layers=args.freeze_layers,
-                      seed=args.seed, max_pairs=args.max_pairs, threads=args.threads)
-    summary = train_reward_model(resolve_model(args.backbone), records, out, cfg)
-    print(json.dumps(summary | {"out": str(out)}, indent=2))
+                      seed=args.seed, max_pairs=args.max_pairs, threads=args.threads, layout=args.layout,
+                      fusion_layers=args.fusion_layers,
+                      deepspeed_stage=-1 if args.deepspeed is None else args.deepspeed, dtype=args.dtype,
+                      grad_checkpointing=args.grad_checkpointing)
+    try:
+        summary = train_reward_model(resolve_model(args.backbone), records, out, cfg)
+    except TrainSetupError as err:
+        raise UserError(str(err)) from None
+    if summary["rank"] == 0:
+        print(json.dumps(summary | {"out": str(out)}, indent=2))
     return 0
