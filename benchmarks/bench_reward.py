@@ -1,11 +1,14 @@
 """Reward-model benchmark, measured side by side in one run on this machine's CPU:
 
 1. Explicit Criteria Injection vs the criterion-agnostic baseline: both trained with the same recipe
-   (reward/ecir.py ECIR_SPEC) on data/pairs_train.jsonl, evaluated on data/pairs_heldout.jsonl.
+   on data/pairs_train.jsonl, evaluated on data/pairs_heldout.jsonl. Default: all-MiniLM-L6-v2
+   cross-encoder with the reward/ecir.py ECIR_SPEC recipe; --backbone smollm2 trains the decoder
+   (criterion-last layout, reward/prefix_scoring.py) with --fusion-layers/--freeze/--lr.
 2. Scoring throughput of one rollout group's (response x criterion) triples: one batched grade call
-   vs one call per triple, same model, same triples.
+   vs one call per triple, same model, same triples. For a decoder also the batched call with the
+   criterion fused at every layer, to separate the two levers (shared prefixes, fusion depth).
 
-    python benchmarks/bench_reward.py [--pairs N] [--heldout-records N] [--threads N] [--json OUT]
+    python benchmarks/bench_reward.py [--backbone minilm|smollm2|DIR] [--pairs N] [--threads N] [--json OUT]
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from promedical.actors.models import resolve_model
@@ -20,7 +24,7 @@ from promedical.reward.ecir import ECIR_SPEC, ecir_config
 from promedical.reward.graders import TrainedGrader
 from promedical.reward.injection import instruction_text
 from promedical.reward.rm_eval import evaluate, format_table
-from promedical.reward.rm_train import train_reward_model
+from promedical.reward.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -28,15 +32,23 @@ ROUNDS = 5
 SINGLE_SAMPLE = 48       # triples scored one call each per round (a third of a group)
 
 
+def recipe(args) -> TrainConfig:
+    """ECIR_SPEC for MiniLM; the decoder recipe from the flags otherwise (same for both models)."""
+    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {})
+    cfg = ecir_config(spec, threads=args.threads)
+    if args.backbone != "minilm":
+        cfg = replace(cfg, layout="prefix", fusion_layers=args.fusion_layers, freeze_layers=args.freeze,
+                      lr=args.lr)
+    return cfg
+
+
 def train_both(args, work: Path) -> dict:
     train = load_records(DATA / "pairs_train.jsonl")
-    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {})
     out = {}
     for name, use in (("injected", True), ("baseline", False)):
-        cfg = ecir_config(spec, threads=args.threads)
-        cfg = type(cfg)(**{**cfg.__dict__, "use_criterion": use})
+        cfg = replace(recipe(args), use_criterion=use)
         start = time.perf_counter()
-        summary = train_reward_model(resolve_model("minilm"), train, work / name, cfg, log=lambda m: None)
+        summary = train_reward_model(resolve_model(args.backbone), train, work / name, cfg, log=lambda m: None)
         out[name] = {"dir": work / name, "train_seconds": time.perf_counter() - start, "summary": summary}
         print(f"{name}: trained on {summary['pairs']} pairs, {summary['steps']} steps, "
               f"{out[name]['train_seconds']:.1f} s wall, loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}",
@@ -53,12 +65,11 @@ def group_triples(records, group: int):
     return [i for i, _, _ in items], [r for _, r, _ in items], [c for _, _, c in items]
 
 
-def throughput(model_dir: Path, records, args) -> dict:
-    """Median over ROUNDS alternating rounds (so load from other processes hits both paths alike)."""
+def _rates(grader, ins, resp, crit) -> tuple[float, float]:
+    """(batched, single) triples/s: median over ROUNDS alternating rounds, so load from other
+    processes hits both paths alike; single calls on the first SINGLE_SAMPLE triples."""
     import statistics
 
-    grader = TrainedGrader(str(model_dir), max_length=ECIR_SPEC["max_length"], batch_size=64, threads=args.threads)
-    ins, resp, crit = group_triples(records, args.group)
     grader.grade(ins[:2], resp[:2], crit[:2])                       # warm-up
     batched, single = [], []
     for _ in range(ROUNDS):
@@ -69,17 +80,60 @@ def throughput(model_dir: Path, records, args) -> dict:
         for i, r, c in zip(ins[:SINGLE_SAMPLE], resp[:SINGLE_SAMPLE], crit[:SINGLE_SAMPLE]):
             grader.grade([i], [r], [c])
         single.append(min(SINGLE_SAMPLE, len(ins)) / (time.perf_counter() - start))
-    b, s = statistics.median(batched), statistics.median(single)
-    return {"triples": len(ins), "batched_per_s": b, "single_per_s": s, "speedup": b / s,
-            "rounds": {"batched": batched, "single": single}}
+    return statistics.median(batched), statistics.median(single)
+
+
+def _plain_single_rate(grader, ins, resp, crit) -> float:
+    """Triples/s of one whole-sequence forward per triple (the same token count as the staged path)."""
+    import statistics
+
+    import torch
+
+    from promedical.reward.prefix_scoring import score_sequences
+    seqs = [grader.scorer.tokens.sequence(i, r, c.text) for i, r, c in zip(ins, resp, crit)][:SINGLE_SAMPLE]
+    rates = []
+    with torch.inference_mode():
+        score_sequences(grader.model, seqs[:1])
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            for seq in seqs:
+                score_sequences(grader.model, [seq])
+            rates.append(len(seqs) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def throughput(model_dir: Path, records, args) -> dict:
+    grader = TrainedGrader(str(model_dir), max_length=ECIR_SPEC["max_length"], batch_size=256 if args.backbone != "minilm" else 64,
+                           threads=args.threads)
+    ins, resp, crit = group_triples(records, args.group)
+    b, s = _rates(grader, ins, resp, crit)
+    out = {"triples": len(ins), "layout": grader.layout, "batched_per_s": b, "grade_single_per_s": s}
+    if grader.layout == "prefix":     # the cheapest way to score one triple: one plain forward of its sequence
+        s = max(s, _plain_single_rate(grader, ins, resp, crit))
+    out |= {"single_per_s": s, "speedup": b / s}
+    if grader.layout == "prefix":
+        fused = getattr(grader.scorer, "fusion_layers", 0)
+        out["fusion_layers"] = fused or grader.model.config.num_hidden_layers
+        out["layers"] = grader.model.config.num_hidden_layers
+        if fused:         # the same weights with the criterion fused at every layer: speed only
+            grader.scorer.fusion_layers = 0
+            out["all_layers_batched_per_s"] = _rates(grader, ins, resp, crit)[0]
+            grader.scorer.fusion_layers = fused
+    return out
 
 
 def report_throughput(speed: dict) -> None:
     print(f"\nscoring throughput, one group of {speed['triples']} (response x criterion) triples, CPU, "
-          f"median of {ROUNDS} alternating rounds:")
-    print(f"  batched (one grade call): {speed['batched_per_s']:8.1f} triples/s")
-    print(f"  one call per triple:      {speed['single_per_s']:8.1f} triples/s")
-    print(f"  speed-up:                 {speed['speedup']:8.1f}x")
+          f"median of {ROUNDS} alternating rounds, layout {speed['layout']}:")
+    if "all_layers_batched_per_s" in speed:
+        a = speed["all_layers_batched_per_s"]
+        print(f"  batched, criterion fused at all {speed['layers']} layers: {a:8.1f} triples/s  "
+              f"({a / speed['single_per_s']:.1f}x)")
+    label = f"batched, fused at top {speed['fusion_layers']}" if "fusion_layers" in speed else "batched (one grade call)"
+    print(f"  {label + ':':<44}{speed['batched_per_s']:8.1f} triples/s")
+    print(f"  {'one call per triple:':<44}{speed['single_per_s']:8.1f} triples/s"
+          + (" (the faster of grade() and one plain forward)" if speed["layout"] == "prefix" else ""))
+    print(f"  {'speed-up:':<44}{speed['speedup']:8.1f}x")
 
 
 def main() -> None:
@@ -88,6 +142,10 @@ def main() -> None:
     p.add_argument("--heldout-records", type=int, default=0, help="evaluate on the first N held-out prompts (0 = all)")
     p.add_argument("--group", type=int, default=8, help="responses per rollout group in the throughput test")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--backbone", default="minilm", help="minilm (cross-encoder, ECIR_SPEC), smollm2, or a decoder dir")
+    p.add_argument("--fusion-layers", type=int, default=8, help="decoder: top layers where criterion meets response")
+    p.add_argument("--freeze", type=int, default=22, help="decoder: frozen lowest layers (and embeddings)")
+    p.add_argument("--lr", type=float, default=1e-4, help="decoder learning rate")
     p.add_argument("--json", default=None)
     p.add_argument("--throughput-only", default=None, metavar="MODEL_DIR",
                    help="skip training and evaluation; measure throughput of this checkpoint")
@@ -102,7 +160,8 @@ def main() -> None:
         reports = {}
         for name, m in models.items():
             start = time.perf_counter()
-            grader = TrainedGrader(str(m["dir"]), max_length=ECIR_SPEC["max_length"], threads=args.threads)
+            grader = TrainedGrader(str(m["dir"]), max_length=ECIR_SPEC["max_length"], threads=args.threads,
+                                   batch_size=256 if args.backbone != "minilm" else 64)
             reports[name] = evaluate(grader, heldout)
             m["eval_seconds"] = time.perf_counter() - start
         print(f"\nheld-out: {len(heldout)} prompts of data/pairs_heldout.jsonl")
