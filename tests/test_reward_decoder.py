@@ -160,3 +160,32 @@ def test_train_rm_refuses_what_the_backbone_cannot_do(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "o").exists()
+
+
+class _ByteTokenizer:
+    """Bytes as token ids: enough to drive random decoders of any family."""
+    bos_token_id = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.encode())[:200]}
+
+
+@pytest.mark.parametrize("family", ["Qwen3Config", "Qwen2Config", "MistralConfig", "LlamaConfig"])
+def test_decoder_families_share_prefixes_exactly(family):
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    config = getattr(transformers, family)(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_labels=1,
+                                           pad_token_id=0)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    tokens = SegmentTokenizer(_ByteTokenizer())
+    ts = [("what dose?", "take 200 mg", "gives a dose"), ("what dose?", "no", "gives a dose"),
+          ("another question", "yes indeed", "is polite")]
+    batch, rows = PrefixBatch.of(tokens, ts)
+    with torch.inference_mode():
+        staged = score_prefix_batch(model, batch)[torch.tensor(rows)]
+        whole = score_sequences(model, [tokens.sequence(*t) for t in ts])
+        partial = score_prefix_batch(model, batch, fusion_layers=1)
+    assert torch.allclose(staged, whole, atol=1e-5) and partial.shape == (3,)
