@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"promedical {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # the reader went away (`promedical logs JOB | head`): not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit flush
+        return 0
 
 
 if __name__ == "__main__":
