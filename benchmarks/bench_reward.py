@@ -129,7 +129,10 @@ def report_throughput(speed: dict) -> None:
         a = speed["all_layers_batched_per_s"]
         print(f"  batched, criterion fused at all {speed['layers']} layers: {a:8.1f} triples/s  "
               f"({a / speed['single_per_s']:.1f}x)")
-    label = f"batched, fused at top {speed['fusion_layers']}" if "fusion_layers" in speed else "batched (one grade call)"
+    label = "batched (one grade call)"
+    if "fusion_layers" in speed:
+        label = (f"batched, criterion at all {speed['layers']} layers" if speed["fusion_layers"] == speed["layers"]
+                 else f"batched, criterion in the top {speed['fusion_layers']} layers")
     print(f"  {label + ':':<44}{speed['batched_per_s']:8.1f} triples/s")
     print(f"  {'one call per triple:':<44}{speed['single_per_s']:8.1f} triples/s"
           + (" (the faster of grade() and one plain forward)" if speed["layout"] == "prefix" else ""))
@@ -143,7 +146,7 @@ def main() -> None:
     p.add_argument("--group", type=int, default=8, help="responses per rollout group in the throughput test")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--backbone", default="minilm", help="minilm (cross-encoder, ECIR_SPEC), smollm2, or a decoder dir")
-    p.add_argument("--fusion-layers", type=int, default=8, help="decoder: top layers where criterion meets response")
+    p.add_argument("--fusion-layers", type=int, default=0, help="decoder: top layers where criterion meets response (0 = all)")
     p.add_argument("--freeze", type=int, default=22, help="decoder: frozen lowest layers (and embeddings)")
     p.add_argument("--lr", type=float, default=1e-4, help="decoder learning rate")
     p.add_argument("--json", default=None)
