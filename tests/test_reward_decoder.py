@@ -141,15 +141,17 @@ def test_two_ranks_train_the_same_model_as_one(tmp_path):
     args = [*TRAIN, "--deepspeed", "2", "--max-pairs", "16", "--epochs", "4", "--lr", "3e-3"]
     proc = _cli(*args, "--out", str(one))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = json.loads(proc.stdout[proc.stdout.index("{"):])
     proc = _cli(*args, "--out", str(two), launcher=[str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
                                                     "-m"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["ranks"] == 2 and proc.stdout.count('"ranks"') == 1       # rank 0 alone reports
+    assert summary["first_loss"] != pytest.approx(alone["first_loss"], abs=1e-4)   # rank 0 saw half the batch
     record = load_records(DATA / "pairs_heldout.jsonl")[1]
     triples = [(instruction_text(record), x.text, c.text) for x in record.responses for c in record.criteria]
     a, b = (TrainedGrader(str(d)).raw_scores(triples) for d in (one, two))
-    assert np.abs(a - b).max() < 0.05 * np.ptp(a) and np.corrcoef(a, b)[0, 1] > 0.999
+    assert np.abs(a - b).max() < 0.01 * np.ptp(a) and np.corrcoef(a, b)[0, 1] > 0.9999   # measured 0.4%, 0.999997
 
 
 def test_train_rm_refuses_what_the_backbone_cannot_do(tmp_path):
