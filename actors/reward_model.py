@@ -24,9 +24,9 @@ class RewardRole(Protocol):
 class RewardModel:
     def __init__(self, *, grader: str, model_path: str | None, aggregator: str, alpha: float, beta: float,
                  lam: float, bonus_threshold: float, veto_threshold: float, batch_size: int = 64,
-                 max_length: int = 256, threads: int = 0) -> None:
+                 max_length: int = 256, threads: int = 0, dtype: str = "auto") -> None:
         self.grader = make_grader(grader, model_path, max_length=max_length, batch_size=batch_size,
-                                  threads=threads)
+                                  threads=threads, dtype=dtype)
         self.aggregate = AGGREGATORS[aggregator]
         self.shape = RewardShape(alpha=alpha, beta=beta, lam=lam, bonus_threshold=bonus_threshold,
                                  veto_threshold=veto_threshold)

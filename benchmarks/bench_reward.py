@@ -104,10 +104,11 @@ def _plain_single_rate(grader, ins, resp, crit) -> float:
 
 def throughput(model_dir: Path, records, args) -> dict:
     grader = TrainedGrader(str(model_dir), max_length=ECIR_SPEC["max_length"], batch_size=256 if args.backbone != "minilm" else 64,
-                           threads=args.threads)
+                           threads=args.threads, dtype=args.dtype)
     ins, resp, crit = group_triples(records, args.group)
     b, s = _rates(grader, ins, resp, crit)
-    out = {"triples": len(ins), "layout": grader.layout, "batched_per_s": b, "grade_single_per_s": s}
+    out = {"triples": len(ins), "layout": grader.layout, "dtype": str(grader.model.dtype).removeprefix("torch."),
+           "batched_per_s": b, "grade_single_per_s": s}
     if grader.layout == "prefix":     # the cheapest way to score one triple: one plain forward of its sequence
         s = max(s, _plain_single_rate(grader, ins, resp, crit))
     out |= {"single_per_s": s, "speedup": b / s}
@@ -124,7 +125,7 @@ def throughput(model_dir: Path, records, args) -> dict:
 
 def report_throughput(speed: dict) -> None:
     print(f"\nscoring throughput, one group of {speed['triples']} (response x criterion) triples, CPU, "
-          f"median of {ROUNDS} alternating rounds, layout {speed['layout']}:")
+          f"median of {ROUNDS} alternating rounds, layout {speed['layout']}, {speed['dtype']}:")
     if "all_layers_batched_per_s" in speed:
         a = speed["all_layers_batched_per_s"]
         print(f"  batched, criterion fused at all {speed['layers']} layers: {a:8.1f} triples/s  "
@@ -149,6 +150,7 @@ def main() -> None:
     p.add_argument("--fusion-layers", type=int, default=0, help="decoder: top layers where criterion meets response (0 = all)")
     p.add_argument("--freeze", type=int, default=22, help="decoder: frozen lowest layers (and embeddings)")
     p.add_argument("--lr", type=float, default=1e-4, help="decoder learning rate")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="weights in the throughput test")
     p.add_argument("--json", default=None)
     p.add_argument("--throughput-only", default=None, metavar="MODEL_DIR",
                    help="skip training and evaluation; measure throughput of this checkpoint")

@@ -71,7 +71,7 @@ def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
     r = cfg.reward
     return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, alpha=r.alpha, beta=r.beta,
                 lam=r.lam, bonus_threshold=r.bonus_threshold, veto_threshold=r.veto_threshold,
-                batch_size=r.batch_size, max_length=r.max_length)
+                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype)
 
 
 def resolve_models(cfg: Config) -> tuple[str, str | None]:

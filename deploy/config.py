@@ -65,6 +65,7 @@ class RewardConfig:
     veto_threshold: float = 0.5
     batch_size: int = 64                 # (response, criterion) triples per forward pass
     max_length: int = 256                # tokens of instruction + response + criterion
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto: bf16 on GPU, fp32 on CPU
 
 
 @dataclass

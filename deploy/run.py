@@ -57,7 +57,8 @@ def in_training_eval(cfg: Config, reward_path: str | None):
 
     records = load_prompts(cfg, cfg.run.eval_prompts)
     r = cfg.reward
-    source = ThresholdVerdicts(make_grader(r.grader, reward_path, max_length=r.max_length, batch_size=r.batch_size))
+    source = ThresholdVerdicts(make_grader(r.grader, reward_path, max_length=r.max_length, batch_size=r.batch_size,
+                                         dtype=r.dtype))
     shape = RewardShape(alpha=r.alpha, beta=r.beta, lam=r.lam, bonus_threshold=r.bonus_threshold,
                         veto_threshold=r.veto_threshold)
 

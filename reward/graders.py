@@ -94,7 +94,8 @@ class TrainedGrader(_Encoder):
     that share the instruction's and each response's computation.
     """
 
-    def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0,
+                 dtype: str = "auto") -> None:
         super().__init__(model_path, max_length, batch_size, threads)
         from transformers import AutoModelForSequenceClassification
 
@@ -103,8 +104,10 @@ class TrainedGrader(_Encoder):
         from promedical.reward.scorers import make_scorer
         import torch
         on_gpu = torch.cuda.is_available()       # a GPU-placed RewardModel actor sees its GPU here
+        if dtype == "auto":
+            dtype = "bfloat16" if on_gpu else "float32"
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_path, dtype=torch.bfloat16 if on_gpu else torch.float32).to("cuda" if on_gpu else "cpu").eval()
+            model_path, dtype=getattr(torch, dtype)).to("cuda" if on_gpu else "cpu").eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -129,13 +132,15 @@ class TrainedGrader(_Encoder):
 
 
 def make_grader(name: str, model_path: str | None, *, max_length: int, batch_size: int,
-                threads: int = 0) -> Grader:
+                threads: int = 0, dtype: str = "auto") -> Grader:
+    """`dtype` (auto | float32 | bfloat16) applies to the trained grader; auto = bf16 on GPU, fp32 on CPU."""
     if name == "rule":
         return RuleGrader()
     if model_path is None:
         raise ValueError(f"grader {name!r} needs a model path")
-    cls = {"similarity": SimilarityGrader, "trained": TrainedGrader}[name]
-    return cls(model_path, max_length=max_length, batch_size=batch_size, threads=threads)
+    if name == "trained":
+        return TrainedGrader(model_path, max_length=max_length, batch_size=batch_size, threads=threads, dtype=dtype)
+    return SimilarityGrader(model_path, max_length=max_length, batch_size=batch_size, threads=threads)
 
 
 GRADERS = ("rule", "similarity", "trained")

@@ -191,3 +191,14 @@ def test_decoder_families_share_prefixes_exactly(family):
         whole = score_sequences(model, [tokens.sequence(*t) for t in ts])
         partial = score_prefix_batch(model, batch, fusion_layers=1)
     assert torch.allclose(staged, whole, atol=1e-5) and partial.shape == (3,)
+
+
+def test_bf16_grader_on_cpu_is_close_to_fp32(zero3_model):
+    out, _ = zero3_model
+    record = load_records(DATA / "pairs_heldout.jsonl")[2]
+    items = [(instruction_text(record), x.text, c) for x in record.responses for c in record.criteria]
+    ins, resp, crit = (list(col) for col in zip(*items))
+    full, half = (TrainedGrader(str(out), dtype=d) for d in ("float32", "bfloat16"))
+    assert full.model.dtype == torch.float32 and half.model.dtype == torch.bfloat16
+    a, b = full.grade(ins, resp, crit), half.grade(ins, resp, crit)
+    assert np.abs(a - b).max() < 0.05 and not np.array_equal(a, b)

@@ -19,7 +19,7 @@ from promedical.reward.rubric_io import load_records
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny.jsonl"
 ARGS = dict(grader="rule", model=None, aggregator="promedical", alpha=0.2, beta=0.5, lam=1.5, batch_size=64,
-            max_length=192, threads=0)
+            max_length=192, threads=0, dtype="auto")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=192)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="trained grader weights (auto: bf16 on GPU, fp32 on CPU)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,8 @@ def build_scorer(args: argparse.Namespace, rubrics: dict):
     model_path = None if args.grader == "rule" else resolve_model(args.model)
     role = RewardModel(grader=args.grader, model_path=model_path, aggregator=args.aggregator, alpha=args.alpha,
                        beta=args.beta, lam=args.lam, bonus_threshold=0.5, veto_threshold=0.5,
-                       batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
+                       batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
+                       dtype=args.dtype)
 
     def scorer(prompt_ids: list[str], responses: list[str]):
         batch = pa.RecordBatch.from_pydict({"prompt_id": prompt_ids, "response_text": responses})
