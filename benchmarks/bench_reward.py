@@ -32,6 +32,11 @@ ROUNDS = 5
 SINGLE_SAMPLE = 48       # triples scored one call each per round (a third of a group)
 
 
+def grade_batch(args) -> int:
+    """Triples per grade pass: a decoder keeps whole instruction groups of up to 256 rows together."""
+    return 64 if args.backbone == "minilm" else 256
+
+
 def recipe(args) -> TrainConfig:
     """ECIR_SPEC for MiniLM; the decoder recipe from the flags otherwise (same for both models)."""
     spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {})
@@ -103,7 +108,7 @@ def _plain_single_rate(grader, ins, resp, crit) -> float:
 
 
 def throughput(model_dir: Path, records, args) -> dict:
-    grader = TrainedGrader(str(model_dir), max_length=ECIR_SPEC["max_length"], batch_size=256 if args.backbone != "minilm" else 64,
+    grader = TrainedGrader(str(model_dir), max_length=ECIR_SPEC["max_length"], batch_size=grade_batch(args),
                            threads=args.threads, dtype=args.dtype)
     ins, resp, crit = group_triples(records, args.group)
     b, s = _rates(grader, ins, resp, crit)
@@ -166,7 +171,7 @@ def main() -> None:
         for name, m in models.items():
             start = time.perf_counter()
             grader = TrainedGrader(str(m["dir"]), max_length=ECIR_SPEC["max_length"], threads=args.threads,
-                                   batch_size=256 if args.backbone != "minilm" else 64)
+                                   batch_size=grade_batch(args))
             reports[name] = evaluate(grader, heldout)
             m["eval_seconds"] = time.perf_counter() - start
         print(f"\nheld-out: {len(heldout)} prompts of data/pairs_heldout.jsonl")

@@ -90,27 +90,29 @@ class PrefixBatch:
     def of(cls, tokens: SegmentTokenizer, triples: list[tuple[str, str, str]]) -> tuple["PrefixBatch", list[int]]:
         """The batch for `triples` (instruction, response, criterion) and each triple's row index."""
         batch = cls()
-        seen: dict[tuple, int] = {}
-
-        def index(key: tuple, add) -> int:
-            if key not in seen:
-                seen[key] = add()
-            return seen[key]
-
-        def add(items: list, owners: list | None, ids: list[int], owner: int):
-            items.append(ids)
-            if owners is not None:
-                owners.append(owner)
-            return len(items) - 1
-
+        instruction_at: dict[str, int] = {}
+        response_at: dict[tuple[int, str], int] = {}
+        criterion_at: dict[tuple[int, str], int] = {}
+        row_at: dict[tuple[int, int], int] = {}
         row_of = []
         for ins, resp, crit in triples:
-            i = index(("i", ins), lambda: add(batch.instructions, None, tokens.segment("instruction", ins), -1))
-            r = index(("r", i, resp), lambda: add(batch.responses, batch.response_owner,
-                                                 tokens.segment("response", resp), i))
-            c = index(("c", i, crit), lambda: add(batch.criteria, batch.criterion_owner,
-                                                 tokens.segment("criterion", crit), i))
-            row_of.append(index(("row", r, c), lambda: add(batch.rows, None, (r, c), -1)))
+            if ins not in instruction_at:
+                instruction_at[ins] = len(batch.instructions)
+                batch.instructions.append(tokens.segment("instruction", ins))
+            i = instruction_at[ins]
+            if (i, resp) not in response_at:
+                response_at[(i, resp)] = len(batch.responses)
+                batch.responses.append(tokens.segment("response", resp))
+                batch.response_owner.append(i)
+            if (i, crit) not in criterion_at:
+                criterion_at[(i, crit)] = len(batch.criteria)
+                batch.criteria.append(tokens.segment("criterion", crit))
+                batch.criterion_owner.append(i)
+            row = (response_at[(i, resp)], criterion_at[(i, crit)])
+            if row not in row_at:
+                row_at[row] = len(batch.rows)
+                batch.rows.append(row)
+            row_of.append(row_at[row])
         return batch, row_of
 
 

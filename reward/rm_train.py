@@ -20,12 +20,16 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from promedical.reward.calibration import fit_calibration
 from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord, Tier
+
+if TYPE_CHECKING:
+    from promedical.reward.scorers import Scorer
 
 CALIBRATION_FILE = "promedical_calibration.json"
 
@@ -131,11 +135,11 @@ def freeze_lower(model, n_layers: int) -> int:
     return frozen
 
 
-def score_points(scorer, points: list[PointInstance], use_criterion: bool) -> np.ndarray:
+def score_points(scorer: Scorer, points: list[PointInstance], use_criterion: bool) -> np.ndarray:
     return scorer.score_batched([(p.instruction, p.response, p.criterion if use_criterion else None) for p in points])
 
 
-def _margin(scorer, batch: list[PairInstance], use_criterion: bool):
+def _margin(scorer: Scorer, batch: list[PairInstance], use_criterion: bool):
     crit = [b.criterion if use_criterion else None for b in batch]
     scores = scorer.train_scores([(b.instruction, b.winner, c) for b, c in zip(batch, crit)]
                                  + [(b.instruction, b.loser, c) for b, c in zip(batch, crit)])
@@ -156,23 +160,14 @@ def save_checkpoint(model, tokenizer, meta: dict, out_dir: Path) -> None:
     os.replace(tmp, out_dir)       # out_dir must be absent or empty (checked by the CLI)
 
 
-def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | Path, cfg: TrainConfig,
-                       log=print) -> dict:
-    """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration)."""
+def _prepare(backbone: str, cfg: TrainConfig):
+    """(tokenizer, model, layout): the backbone loaded, checked against the config (TrainSetupError
+    before any training), frozen and without dropout as asked."""
     import torch
 
     from promedical.reward.prefix_scoring import check_fusion
-    from promedical.reward.rm_engines import make_engine
-    from promedical.reward.scorers import make_scorer, resolve_layout
+    from promedical.reward.scorers import resolve_layout
 
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    rng = random.Random(cfg.seed)
-    instances = pair_instances(train)
-    rng.shuffle(instances)
-    if cfg.max_pairs:
-        instances = instances[:cfg.max_pairs]
     tokenizer, model = load_scorer(backbone)
     try:
         layout = resolve_layout(model, cfg.layout)
@@ -189,6 +184,26 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
+    return tokenizer, model, layout
+
+
+def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | Path, cfg: TrainConfig,
+                       log=print) -> dict:
+    """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration)."""
+    import torch
+
+    from promedical.reward.rm_engines import make_engine
+    from promedical.reward.scorers import make_scorer
+
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
+    instances = pair_instances(train)
+    rng.shuffle(instances)
+    if cfg.max_pairs:
+        instances = instances[:cfg.max_pairs]
+    tokenizer, model, layout = _prepare(backbone, cfg)
     steps = max(1, int(len(instances) * cfg.epochs / cfg.batch_size))
     try:
         engine = make_engine(model, cfg.lr, steps, deepspeed_stage=cfg.deepspeed_stage, batch_size=cfg.batch_size,
