@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from promedical.actors.distributed import init_distributed, use_cpu_accelerator_without_cuda
-from promedical.actors.memory import release_memory
+from promedical.runtime.distributed import init_distributed, use_cpu_accelerator_without_cuda
+from promedical.runtime.memory import release_memory
 
 
 class PolicyRole(Protocol):
@@ -96,7 +96,7 @@ class Policy:
         """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version."""
         import torch
         from promedical.actors.logprobs import forward_logprobs, make_group_micro_batch, plan_group_micro_batches
-        from promedical.rollout.losses import grpo_loss
+        from promedical.actors.losses import grpo_loss
 
         start = time.perf_counter()
         prompts, responses, lengths, group_ids = self._columns(batch)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from promedical.rollout import registry
-from promedical.rollout.losses import (KL_ESTIMATORS, LOSS_AGGREGATIONS, grpo_loss, kl_k1, kl_k2, kl_k3,
+from promedical.actors.losses import (KL_ESTIMATORS, LOSS_AGGREGATIONS, grpo_loss, kl_k1, kl_k2, kl_k3,
                                        seq_mean, token_mean)
 
 
