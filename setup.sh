@@ -23,5 +23,13 @@ if [ ! -f "$STAMP" ]; then
   "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
   touch "$STAMP"
 fi
+# Operator extras (live console, Ray Serve reward server, offline W&B / local MLflow sinks); checked with
+# `pip check` to add no conflict to the pinned stack above, and kept outside its stamp so an existing
+# .venv picks them up too.
+OPS_STAMP=$VENV/.promedical-ops-v1
+if [ ! -f "$OPS_STAMP" ]; then
+  "$VENV/bin/pip" install -q rich "ray[serve]==2.60.0" wandb mlflow-skinny
+  touch "$OPS_STAMP"
+fi
 "$VENV/bin/pip" install -q --no-deps -e .
 echo "ready: $VENV/bin/promedical"
