@@ -5,6 +5,7 @@ half-way: a file either loads whole or raises UserError listing its first proble
 """
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from pathlib import Path
@@ -251,6 +252,8 @@ def read_jsonl(path: str | Path, max_problems: int = 50) -> tuple[list[RubricRec
         raw = path.read_bytes()
     except OSError as exc:
         return [], [f"{path}: cannot read ({exc.strerror}); check the path"]
+    if raw.startswith(codecs.BOM_UTF8):      # spreadsheet tools save UTF-8 with a byte-order mark
+        raw = raw[len(codecs.BOM_UTF8):]
     records = collect_records(_json_lines(path, raw, problems, max_problems), "line", problems)
     if not records and not problems:
         problems.append(f"{path}: no records; a rubric file holds one JSON object per line")

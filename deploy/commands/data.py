@@ -5,12 +5,16 @@ import argparse
 import sys
 from pathlib import Path
 
+SHOWN_PROBLEMS = 20      # a binary file gives one problem per line; the first few say what is wrong
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="validate, import and convert rubric data")
     verbs = p.add_subparsers(dest="verb", required=True)
-    v = verbs.add_parser("validate", help="report every problem of a JSONL or Parquet rubric file")
+    v = verbs.add_parser("validate", help="report the problems of a JSONL or Parquet rubric file")
     v.add_argument("file")
+    v.add_argument("--all", dest="show_all", action="store_true",
+                   help=f"list every problem (default: the first {SHOWN_PROBLEMS} and how many more)")
     v.set_defaults(func=run_validate)
     i = verbs.add_parser("import", help="import a public rubric set into the canonical format")
     from promedical.reward.importers import IMPORTERS
@@ -40,8 +44,11 @@ def run_validate(args: argparse.Namespace) -> int:
     from promedical.reward.rubric_io import read_records
 
     records, problems = read_records(args.file, max_problems=sys.maxsize)
-    for problem in problems:
+    shown = problems if args.show_all else problems[:SHOWN_PROBLEMS]
+    for problem in shown:
         print(problem, file=sys.stderr)
+    if len(shown) < len(problems):
+        print(f"... and {len(problems) - len(shown)} more (--all lists every one)", file=sys.stderr)
     if problems:
         print(f"{args.file}: {len(problems)} problem(s); nothing was written", file=sys.stderr)
         return 2
