@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 
 import pyarrow as pa
 
-from promedical.actors.memory import release_memory
+from promedical.runtime.memory import release_memory
 from promedical.storage.schema import GENERATION_FIELDS, columns_batch
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from promedical.reward.aggregate import AGGREGATORS, RewardShape
-from promedical.reward.graders import make_grader
+from promedical.reward_model.graders import make_grader
 from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord
 from promedical.storage.schema import REWARD_FIELDS, columns_batch

@@ -2,8 +2,8 @@
 
 1. Explicit Criteria Injection vs the criterion-agnostic baseline: both trained with the same recipe
    on data/pairs_train.jsonl, evaluated on data/pairs_heldout.jsonl. Default: all-MiniLM-L6-v2
-   cross-encoder with the reward/ecir.py ECIR_SPEC recipe; --backbone smollm2 trains the decoder
-   (criterion-last layout, reward/prefix_scoring.py) with --fusion-layers/--freeze/--lr.
+   cross-encoder with the reward_model/ecir.py ECIR_SPEC recipe; --backbone smollm2 trains the decoder
+   (criterion-last layout, reward_model/prefix_scoring.py) with --fusion-layers/--freeze/--lr.
 2. Scoring throughput of one rollout group's (response x criterion) triples: one batched grade call
    vs one call per triple, same model, same triples. For a decoder also the batched call with the
    criterion fused at every layer, to separate the two levers (shared prefixes, fusion depth).
@@ -20,11 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from promedical.actors.models import resolve_model
-from promedical.reward.ecir import ECIR_SPEC, ecir_config
-from promedical.reward.graders import TrainedGrader
+from promedical.reward_model.ecir import ECIR_SPEC, ecir_config
+from promedical.reward_model.graders import TrainedGrader
 from promedical.reward.injection import instruction_text
-from promedical.reward.rm_eval import evaluate, format_table
-from promedical.reward.rm_train import TrainConfig, train_reward_model
+from promedical.reward_model.rm_eval import evaluate, format_table
+from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -94,7 +94,7 @@ def _plain_single_rate(grader, ins, resp, crit) -> float:
 
     import torch
 
-    from promedical.reward.prefix_scoring import score_sequences
+    from promedical.reward_model.prefix_scoring import score_sequences
     seqs = [grader.scorer.tokens.sequence(i, r, c.text) for i, r, c in zip(ins, resp, crit)][:SINGLE_SAMPLE]
     rates = []
     with torch.inference_mode():

@@ -77,8 +77,9 @@ def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
 def resolve_models(cfg: Config) -> tuple[str, str | None]:
     """(policy path, reward model path or None); builds local models once, fetches nothing."""
     from promedical.actors.models import resolve_model
+    from promedical.reward_model.models import resolve_reward_model
     policy = resolve_model(cfg.model.policy)
-    reward = None if cfg.reward.grader == "rule" else resolve_model(cfg.reward.model)
+    reward = None if cfg.reward.grader == "rule" else resolve_reward_model(cfg.reward.model)
     return policy, reward
 
 

@@ -147,7 +147,7 @@ def _positive(cfg: Config) -> list[str]:
 def problems(cfg: Config) -> list[str]:
     """Every value-level problem of a loaded config, as 'key=value: reason'."""
     from promedical.reward.aggregate import AGGREGATORS, RewardShape
-    from promedical.reward.graders import GRADERS
+    from promedical.reward_model.graders import GRADERS
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
 

@@ -53,7 +53,7 @@ def in_training_eval(cfg: Config, reward_path: str | None):
     from promedical.evaluation.grading import ThresholdVerdicts
     from promedical.evaluation.runner import evaluate_in_training
     from promedical.reward.aggregate import RewardShape
-    from promedical.reward.graders import make_grader
+    from promedical.reward_model.graders import make_grader
 
     records = load_prompts(cfg, cfg.run.eval_prompts)
     r = cfg.reward

@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from promedical.reward.graders import Grader
+from promedical.reward_model.graders import Grader
 from promedical.reward.injection import instruction_text
 from promedical.reward.judge import Judge, JudgeStats, judge_many
 from promedical.reward.rubric import Criterion, RubricRecord

@@ -1,1 +1,4 @@
-"""Rubrics, criterion injection, reward-model training and tier aggregation."""
+"""The rubric data layer: format, readers/writers, importers, pairs, criterion injection, tier aggregation.
+
+Imports without torch; the reward-model stack that trains and scores lives in reward_model/.
+"""

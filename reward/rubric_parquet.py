@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from promedical.reward.atomic import write_atomic
 from promedical.reward.rubric import RubricRecord
-from promedical.reward.rubric_io import collect_records, record_to_dict
+from promedical.reward.rubric_rows import collect_records, record_to_dict
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _CRITERION = pa.struct([("id", pa.string()), ("text", pa.string()), ("tier", pa.string()),

@@ -1,5 +1,5 @@
 """The shipped criterion-injected MiniLM reward model ("minilm-ecir"), built deterministically from
-data/pairs_train.jsonl in a few CPU minutes (see actors/models.resolve_model).
+data/pairs_train.jsonl in a few CPU minutes on first use (reward_model/models.resolve_reward_model).
 
 Recipe (ECIR_SPEC): all-MiniLM-L6-v2 with a scalar head, embeddings and the lowest FREEZE layers
 frozen, per-criterion Bradley-Terry loss on the first PAIRS shuffled training pairs, seeded.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promedical.reward.rm_train import TrainConfig, train_reward_model
+from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
+from promedical.runtime.models import cache_root
 
 ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
              "calibration_points": 256, "seed": 0, "v": 2}
@@ -38,3 +39,8 @@ def ecir_key(spec: dict = ECIR_SPEC) -> str:
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode())
     digest.update(SHIPPED_PAIRS.read_bytes())
     return digest.hexdigest()[:10]
+
+
+def ecir_dir(spec: dict = ECIR_SPEC) -> Path:
+    """Where the model of this recipe and these pairs lives in the cache (built or not)."""
+    return cache_root() / f"minilm-ecir-{ecir_key(spec)}"

@@ -3,8 +3,8 @@
     rule        regex criteria (`pattern`): v = min(1, matches / RULE_FULL_MATCHES); no model
     similarity  zero-shot: cosine of mean-pooled encoder embeddings of criterion and response, rescaled
     trained     a criterion-injected reward model trained with `promedical train-rm` (scalar head;
-                an encoder reads a text pair, a decoder the criterion last, reward/scorers.py);
-                score -> v_i by the calibration fitted at training time (reward/calibration.py):
+                an encoder reads a text pair, a decoder the criterion last, reward_model/scorers.py);
+                score -> v_i by the calibration fitted at training time (reward_model/calibration.py):
                 P(met) for proficiency and bonus criteria, P(violation) for veto criteria
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SimilarityGrader(_Encoder):
 
 class TrainedGrader(_Encoder):
     """A reward model trained with `promedical train-rm`: scalar head over an injected triple, in the
-    layout recorded beside its weights (reward/scorers.py; checkpoints without one are cross-encoders).
+    layout recorded beside its weights (reward_model/scorers.py; checkpoints without one are cross-encoders).
 
     All triples handed to `grade` are scored together: identical triples once; a cross-encoder in
     batches of `batch_size` triples; a decoder by instruction groups of about `batch_size` triples
@@ -99,9 +99,9 @@ class TrainedGrader(_Encoder):
         super().__init__(model_path, max_length, batch_size, threads)
         from transformers import AutoModelForSequenceClassification
 
-        from promedical.reward.calibration import Calibration
-        from promedical.reward.prefix_scoring import SegmentLimits
-        from promedical.reward.scorers import make_scorer
+        from promedical.reward_model.calibration import Calibration
+        from promedical.reward_model.prefix_scoring import SegmentLimits
+        from promedical.reward_model.scorers import make_scorer
         import torch
         on_gpu = torch.cuda.is_available()       # a GPU-placed RewardModel actor sees its GPU here
         if dtype == "auto":
@@ -125,7 +125,7 @@ class TrainedGrader(_Encoder):
         return self.scorer.score_batched(triples, self.batch_size)
 
     def grade(self, instructions, responses, criteria) -> np.ndarray:
-        from promedical.reward.calibration import values
+        from promedical.reward_model.calibration import values
         triples = [(i, r, c.text if self.use_criterion else None) for i, r, c in zip(instructions, responses, criteria)]
         is_veto = np.array([c.tier is Tier.VETO for c in criteria], dtype=bool)
         return values(self.raw_scores(triples), is_veto, self.calibration)

@@ -49,7 +49,7 @@ class DeepSpeedEngine:
     in all, split evenly."""
 
     def __init__(self, model, lr: float, steps: int, *, stage: int, batch_size: int, bf16: bool) -> None:
-        from promedical.actors.distributed import init_distributed
+        from promedical.runtime.distributed import init_distributed
 
         init_distributed()
         import deepspeed

@@ -1,12 +1,12 @@
 """Reward-model training with the per-criterion Bradley-Terry loss (Explicit Criteria Injection).
 
 Each pairwise preference (x, c, y_w, y_l) is one instance; the model reads x, y and c in one of the
-layouts of reward/scorers.py (an encoder: the text pair (criterion + instruction, response); a decoder:
+layouts of reward_model/scorers.py (an encoder: the text pair (criterion + instruction, response); a decoder:
 instruction, response, criterion last) and outputs one scalar r.
 Loss = -log sigmoid(r(y_w|x,c) - r(y_l|x,c)). `use_criterion=False` is the criterion-agnostic
 baseline: the same instances with the criterion replaced by a fixed placeholder. Any Hugging Face
 backbone works through AutoModelForSequenceClassification(num_labels=1); the result is saved in HF
-format with promedical_calibration.json (reward/calibration.py, plus the layout) beside it.
+format with promedical_calibration.json (reward_model/calibration.py, plus the layout) beside it.
 
 Engines: plain torch in one process, or DeepSpeed (`deepspeed_stage` 0-3) in one process or many:
 under `torchrun --nproc_per_node N` each rank takes its share of every batch of pairs and ZeRO
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from promedical.reward.calibration import fit_calibration
+from promedical.reward_model.calibration import fit_calibration
 from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord, Tier
 
 if TYPE_CHECKING:
-    from promedical.reward.scorers import Scorer
+    from promedical.reward_model.scorers import Scorer
 
 CALIBRATION_FILE = "promedical_calibration.json"
 
@@ -70,7 +70,7 @@ class TrainConfig:
     max_pairs: int = 0              # 0 = all
     calibration_points: int = 800   # labelled triples scored to fit the calibration
     threads: int = 0
-    layout: str = "auto"            # auto | pair | prefix (reward/scorers.py)
+    layout: str = "auto"            # auto | pair | prefix (reward_model/scorers.py)
     fusion_layers: int = 0          # prefix layout: top layers where the criterion sees the response (0 = all)
     deepspeed_stage: int = -1       # -1 = plain torch; 0-3 = DeepSpeed ZeRO stage
     dtype: str = "float32"          # float32 | bfloat16 (DeepSpeed bf16 training)
@@ -165,8 +165,8 @@ def _prepare(backbone: str, cfg: TrainConfig):
     before any training), frozen and without dropout as asked."""
     import torch
 
-    from promedical.reward.prefix_scoring import check_fusion
-    from promedical.reward.scorers import resolve_layout
+    from promedical.reward_model.prefix_scoring import check_fusion
+    from promedical.reward_model.scorers import resolve_layout
 
     tokenizer, model = load_scorer(backbone)
     try:
@@ -192,8 +192,8 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
     """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration)."""
     import torch
 
-    from promedical.reward.rm_engines import make_engine
-    from promedical.reward.scorers import make_scorer
+    from promedical.reward_model.rm_engines import make_engine
+    from promedical.reward_model.scorers import make_scorer
 
     torch.manual_seed(cfg.seed)
     if cfg.threads:

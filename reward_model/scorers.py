@@ -3,7 +3,7 @@
     pair    cross-encoder text pair (criterion + instruction, response); encoders such as MiniLM.
             Every triple is a full forward pass.
     prefix  criterion-last sequence for decoders (Llama, Qwen, Mistral); triples that share an
-            instruction or a response share its computation (reward/prefix_scoring.py), and
+            instruction or a response share its computation (reward_model/prefix_scoring.py), and
             `fusion_layers` sets how deep the criterion meets the response.
 
 `train_scores(triples)` is differentiable (training) and `score_batched(triples)` runs without
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from promedical.reward.injection import NO_CRITERION, inject
-from promedical.reward.prefix_scoring import (PrefixBatch, SegmentLimits, SegmentTokenizer, body_and_head,
+from promedical.reward_model.prefix_scoring import (PrefixBatch, SegmentLimits, SegmentTokenizer, body_and_head,
                                               check_fusion, score_prefix_batch, score_sequences)
 
 LAYOUTS = ("pair", "prefix")

@@ -7,7 +7,7 @@ from promedical.evaluation.generation import generator_kwargs
 from promedical.evaluation.grading import ThresholdVerdicts
 from promedical.evaluation.runner import evaluate_in_training
 from promedical.evaluation.suites import DATA_DIR
-from promedical.reward.graders import RuleGrader
+from promedical.reward_model.graders import RuleGrader
 from promedical.reward.rubric_io import load_records
 
 

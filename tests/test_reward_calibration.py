@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from promedical.reward.calibration import Calibration, fit_calibration, threshold_temperature, values
-from promedical.reward.rm_eval import evaluate, prf
+from promedical.reward_model.calibration import Calibration, fit_calibration, threshold_temperature, values
+from promedical.reward_model.rm_eval import evaluate, prf
 from promedical.reward.rubric import Criterion, LabelledResponse, Message, PairwisePreference, RubricRecord, Tier
 
 
@@ -79,7 +79,7 @@ def test_evaluate_hand_worked():
 
 
 def test_f1_threshold_hand_worked():
-    from promedical.reward.calibration import f1_threshold
+    from promedical.reward_model.calibration import f1_threshold
     # goodness 0, 1, 2, 3; violations at 0 and 2. cuts 0.5 (F1 2/3), 1.5 (F1 1/2), 2.5 (F1 4/5) -> 2.5
     assert f1_threshold(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1, 0, 1, 0], dtype=bool)) == 2.5
     assert f1_threshold(np.array([0.0, 1.0]), np.array([0, 0], dtype=bool)) is None

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from promedical.actors.models import resolve_model
-from promedical.reward.graders import TrainedGrader
+from promedical.reward_model.graders import TrainedGrader
 from promedical.reward.injection import instruction_text
-from promedical.reward.prefix_scoring import (PrefixBatch, SegmentLimits, SegmentTokenizer, check_fusion,
+from promedical.reward_model.prefix_scoring import (PrefixBatch, SegmentLimits, SegmentTokenizer, check_fusion,
                                               score_prefix_batch, score_sequences)
-from promedical.reward.rm_train import load_scorer
+from promedical.reward_model.rm_train import load_scorer
 from promedical.reward.rubric_io import load_records
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -14,7 +14,7 @@ import pytest
 
 from promedical.actors.reward_model import RewardModel
 from promedical.deploy.commands.serve_rm import build_scorer
-from promedical.reward.rm_server import make_server, split_response
+from promedical.reward_model.rm_server import make_server, split_response
 from promedical.reward.rubric_io import load_records
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny.jsonl"

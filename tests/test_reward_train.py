@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from promedical.deploy.cli import main
-from promedical.reward.graders import TrainedGrader
-from promedical.reward.rm_train import TrainConfig, freeze_lower, load_scorer, train_reward_model
+from promedical.reward_model.graders import TrainedGrader
+from promedical.reward_model.rm_train import TrainConfig, freeze_lower, load_scorer, train_reward_model
 from promedical.reward.rubric import Criterion, Tier
 from promedical.reward.rubric_io import load_records
 

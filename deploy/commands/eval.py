@@ -61,9 +61,9 @@ def verdict_source(args: argparse.Namespace):
         raise UserError("--grader trained needs --grader-model DIR, a reward model made by promedical train-rm")
     if not 0 < args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: must be in (0, 1]")
-    from promedical.actors.models import resolve_model
-    from promedical.reward.graders import make_grader
-    path = None if args.grader == "rule" else resolve_model(args.grader_model)
+    from promedical.reward_model.graders import make_grader
+    from promedical.reward_model.models import resolve_reward_model
+    path = None if args.grader == "rule" else resolve_reward_model(args.grader_model)
     grader = make_grader(args.grader, path, max_length=256, batch_size=64)
     shown = args.grader if path is None else f"{args.grader} {args.grader_model}"
     return ThresholdVerdicts(grader, threshold=args.threshold, name=f"{shown} (met at v >= {args.threshold})")

@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from promedical.actors.models import resolve_model
-    from promedical.deploy.commands.train_rm import pairs_path
+    from promedical.deploy.commands.shared import builtin_path as pairs_path
     from promedical.errors import UserError
     from promedical.reward.atomic import write_text_atomic
-    from promedical.reward.graders import make_grader
-    from promedical.reward.rm_eval import evaluate, format_table
+    from promedical.reward_model.graders import make_grader
+    from promedical.reward_model.models import resolve_reward_model
+    from promedical.reward_model.rm_eval import evaluate, format_table
     from promedical.reward.rubric_io import load_records
 
     records = load_records(pairs_path(args.heldout))
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--heldout {args.heldout}: no pairwise preferences to evaluate")
     reports = {}
     for name in args.model:
-        grader = make_grader(args.grader, resolve_model(name), max_length=args.max_length, batch_size=64,
+        grader = make_grader(args.grader, resolve_reward_model(name), max_length=args.max_length, batch_size=64,
                              threads=args.threads)
         reports[name] = evaluate(grader, records)
     print(format_table(reports))

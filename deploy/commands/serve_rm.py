@@ -27,18 +27,18 @@ def build_scorer(args: argparse.Namespace, rubrics: dict):
     """A function (prompt_ids, responses) -> (rewards, s1, s2, s3) over the RewardModel role."""
     import pyarrow as pa
 
-    from promedical.actors.models import resolve_model
     from promedical.actors.reward_model import RewardModel
     from promedical.errors import UserError
     from promedical.reward.aggregate import AGGREGATORS, RewardShape
-    from promedical.reward.rm_server import scores_columns
+    from promedical.reward_model.models import resolve_reward_model
+    from promedical.reward_model.rm_server import scores_columns
 
     problems = RewardShape(alpha=args.alpha, beta=args.beta, lam=args.lam).problems()
     if problems:
         raise UserError(f"--alpha/--beta/--lam: {problems[0]}")
     if args.aggregator not in AGGREGATORS:
         raise UserError(f"--aggregator {args.aggregator!r}: choose one of {sorted(AGGREGATORS)}")
-    model_path = None if args.grader == "rule" else resolve_model(args.model)
+    model_path = None if args.grader == "rule" else resolve_reward_model(args.model)
     role = RewardModel(grader=args.grader, model_path=model_path, aggregator=args.aggregator, alpha=args.alpha,
                        beta=args.beta, lam=args.lam, bonus_threshold=0.5, veto_threshold=0.5,
                        batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
@@ -53,7 +53,7 @@ def build_scorer(args: argparse.Namespace, rubrics: dict):
 
 
 def run(args: argparse.Namespace) -> int:
-    from promedical.reward.rm_server import make_server
+    from promedical.reward_model.rm_server import make_server
     from promedical.reward.rubric_io import load_records
 
     rubrics = {r.prompt_id: r for r in load_records(args.rubrics)}

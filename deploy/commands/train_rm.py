@@ -59,7 +59,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from promedical.actors.models import resolve_model
     from promedical.errors import UserError
-    from promedical.reward.rm_train import TrainConfig, TrainSetupError, train_reward_model
+    from promedical.reward_model.rm_train import TrainConfig, TrainSetupError, train_reward_model
     from promedical.reward.rubric_io import load_records
 
     check_numbers(args)

@@ -1,0 +1,1 @@
+"""The reward-model stack: graders, criterion-injected scorers, training, engines, evaluation, serving."""
