@@ -1,8 +1,6 @@
 """A training run: validate everything, make the run directory, start the actors, drive the loop."""
 from __future__ import annotations
 
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,27 +71,11 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset or 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-class Progress:
-    """One line per step on stderr: step, reward, KL, tokens/s and step time."""
-
-    def __init__(self, total: int, stream=sys.stderr) -> None:
-        self.total = total
-        self.stream = stream
-        self.start = time.perf_counter()
-
-    def __call__(self, m: dict[str, Any]) -> None:
-        self.stream.write(
-            f"step {m['step'] + 1}/{self.total}  reward {m['reward_mean']:+.3f} (sd {m['reward_std']:.3f})  "
-            f"S1 {m['s1_mean']:.2f} S2 {m['s2_mean']:.2f} S3 {m['s3_mean']:.2f}  KL {m['kl']:.4f}  "
-            f"len {m['response_length_mean']:.0f}  {m['tokens_per_s']:.0f} tok/s  {m['time_step']:.1f}s\n")
-        self.stream.flush()
-
-
 def _settings(cfg: Config):
     from promedical.rollout.loop import LoopSettings
     return LoopSettings(steps=cfg.rollout.steps, prompts_per_step=cfg.rollout.prompts_per_step,
                         group_size=cfg.rollout.group_size, max_staleness=cfg.rollout.max_staleness,
-                        advantage=cfg.algo.advantage, sync_timeout_s=cfg.generator.sync_timeout_s)
+                        advantage=cfg.algo.advantage)
 
 
 def _resume_point(run, checkpoints):
@@ -116,9 +98,14 @@ def _resume_point(run, checkpoints):
     return latest
 
 
-def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
-    """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`)."""
+def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Path:
+    """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`).
+
+    `console` (deploy/console.py) shows the progress; by default plain lines, live on a terminal.
+    """
+    from promedical.deploy.actor_logs import route_actor_logs
     from promedical.deploy.build import build_roles, resolve_models, start_ray
+    from promedical.deploy.console import Console
     from promedical.deploy.placement import release_placement_groups
     from promedical.deploy.sinks import make_sinks
     from promedical.rollout import checkpoint
@@ -136,14 +123,16 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
     latest = _resume_point(run, checkpoints) if resume else None
     if not resume:
         run.create(dump_config(cfg))
+    console = console or Console(cfg.rollout.steps, run.root)
+    console.open()
+    route_actor_logs(run.root / "logs")     # RUN_DIR/logs/<role>-<replica>.log, not the terminal
     start_ray(cfg.run.address)
     roles = build_roles(cfg, policy_path, reward_path)
     source = PromptSource(records, seed=cfg.run.seed, shuffle=cfg.data.shuffle)
     settings = _settings(cfg)
-    state = checkpoint.restore(latest, source, roles, settings.sync_timeout_s) if latest else LoopState()
+    state = checkpoint.restore(latest, source, roles) if latest else LoopState()
     log = MetricsLog(run.metrics_path)
     sinks = make_sinks(run.root, cfg.run.sinks)
-    progress = Progress(cfg.rollout.steps)
 
     def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
         if evaluate:                         # held-out metrics join this step's event
@@ -153,7 +142,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
         log.append(metrics)
         for sink in sinks:
             sink.write(metrics)
-        progress(metrics)
+        console.step(metrics)
 
     status = "failed"
     try:
@@ -167,4 +156,5 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> Path:
         for sink in sinks:
             sink.close()
         release_placement_groups()
+        console.close(status)
     return run.root

@@ -1,6 +1,6 @@
-"""Metric sinks fed one step event at a time: TensorBoard event files and Prometheus gauges (Ray metrics).
+"""Metric sinks fed one step event at a time: TensorBoard, Prometheus (Ray metrics), W&B offline, MLflow.
 
-    sinks = make_sinks(run_dir, ["tensorboard", "prometheus"])   # after Ray is started
+    sinks = make_sinks(run_dir, ["tensorboard", "prometheus"])   # after Ray is started; also "wandb", "mlflow"
     for sink in sinks: sink.write(event)                          # each on_step, event as logged
     for sink in sinks: sink.close()                               # when the run ends
 
@@ -147,7 +147,64 @@ class PrometheusSink:
         self._gauges.clear()
 
 
-SINKS: dict[str, Callable[[Path], Sink]] = {"tensorboard": TensorBoardSink, "prometheus": PrometheusSink}
+# --- Weights & Biases (offline) and MLflow (local file store): the trackers teams already look at ---
+
+WANDB_DIR = "wandb"                      # RUN_DIR/wandb/offline-run-<time>-<id>/run-<id>.wandb; `wandb sync` uploads
+MLFLOW_DIR = "mlruns"                    # RUN_DIR/mlruns; `mlflow ui --backend-store-uri RUN_DIR/mlruns` reads it
+EXPERIMENT = "promedical"                # the W&B project and the MLflow experiment
+
+
+class WandbSink:
+    """A W&B run in offline mode (no network, no login): one history row per step, keyed as in the log."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        import wandb
+
+        root = Path(run_dir)
+        (root / WANDB_DIR).mkdir(parents=True, exist_ok=True)
+        # console="off": the run's terminal output is the console's, not a copy in W&B
+        self._run = wandb.init(mode="offline", dir=str(root), project=EXPERIMENT, name=root.name,
+                               settings=wandb.Settings(silent=True, console="off"))
+
+    def write(self, event: dict[str, Any]) -> None:
+        values = {k: v for k, v in scalars(event).items() if k != "step"}
+        self._run.log(values, step=int(event["step"]))
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MlflowSink:
+    """An MLflow run in a file store under the run directory: every scalar as a metric at its step."""
+
+    def __init__(self, run_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
+        import os
+
+        # MLflow 3 refuses a file store unless asked: a database store needs SQLAlchemy and a server-side
+        # schema, which a local, per-run record does not; the file store stays readable by MlflowClient
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        from mlflow.tracking import MlflowClient
+
+        root = Path(run_dir).resolve()
+        self.client = MlflowClient(tracking_uri=(root / MLFLOW_DIR).as_uri())
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(EXPERIMENT)
+        self.run_id = self.client.create_run(experiment_id, run_name=root.name).info.run_id
+        self.clock = clock
+
+    def write(self, event: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        now, step = int(self.clock() * 1000), int(event["step"])
+        metrics = [Metric(k, v, now, step) for k, v in scalars(event).items() if k != "step"]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+SINKS: dict[str, Callable[[Path], Sink]] = {"tensorboard": TensorBoardSink, "prometheus": PrometheusSink,
+                                           "wandb": WandbSink, "mlflow": MlflowSink}
 
 
 def make_sinks(run_dir: str | Path, enabled: list[str]) -> list[Sink]:

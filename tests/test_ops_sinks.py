@@ -73,8 +73,8 @@ def test_make_sinks_by_name_and_unknown_name(tmp_path):
     assert [type(s).__name__ for s in made] == ["TensorBoardSink", "PrometheusSink"]
     for s in made:
         s.close()
-    with pytest.raises(UserError, match="unknown metric sink 'wandb'"):
-        sinks.make_sinks(tmp_path, ["wandb"])
+    with pytest.raises(UserError, match="unknown metric sink 'comet'"):
+        sinks.make_sinks(tmp_path, ["comet"])
 
 
 def test_gauge_names_are_prometheus_safe():

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from promedical.deploy.commands.shared import save_checked
+
 SHOWN_PROBLEMS = 20      # a binary file gives one problem per line; the first few say what is wrong
 
 
@@ -56,21 +58,11 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save(records, output: str) -> None:
-    from promedical.errors import UserError
-    from promedical.reward.rubric_io import check_records, save_records
-
-    problems = check_records(records)
-    if problems:
-        raise UserError(f"{problems[0]} ({len(problems)} problem(s); nothing written to {output})")
-    save_records(records, output)
-
-
 def run_import(args: argparse.Namespace) -> int:
     from promedical.reward.importers import IMPORTERS, expand_inputs
 
     records = IMPORTERS[args.fmt](expand_inputs(Path(args.input)))
-    _save(records, args.output)
+    save_checked(records, args.output)
     print(f"{args.output}: {tier_counts(records)}")
     return 0
 
@@ -79,7 +71,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from promedical.reward.rubric_io import load_records
 
     records = load_records(args.input)
-    _save(records, args.output)
+    save_checked(records, args.output)
     print(f"{args.output}: {tier_counts(records)}")
     return 0
 
@@ -90,8 +82,8 @@ def run_pairs(args: argparse.Namespace) -> int:
 
     records = [r for path in args.input for r in load_records(path)]
     train, heldout = build_split(records, seed=args.seed)
-    _save(train, args.train_out)
-    _save(heldout, args.heldout_out)
+    save_checked(train, args.train_out)
+    save_checked(heldout, args.heldout_out)
     print(f"{args.train_out}: {pair_counts(train)}")
     print(f"{args.heldout_out}: {pair_counts(heldout)}")
     return 0

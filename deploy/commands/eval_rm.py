@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from promedical.deploy.commands.shared import builtin_path as pairs_path
+    from promedical.deploy.commands.shared import builtin_path
     from promedical.errors import UserError
     from promedical.reward.atomic import write_text_atomic
     from promedical.reward_model.graders import make_grader
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from promedical.reward_model.rm_eval import evaluate, format_table
     from promedical.reward.rubric_io import load_records
 
-    records = load_records(pairs_path(args.heldout))
+    records = load_records(builtin_path(args.heldout))
     if not any(r.pairs for r in records):
         raise UserError(f"--heldout {args.heldout}: no pairwise preferences to evaluate")
     reports = {}

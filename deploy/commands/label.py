@@ -34,14 +34,14 @@ def make_judge(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from promedical.deploy.commands.data import _save
+    from promedical.deploy.commands.shared import save_checked
     from promedical.reward.labelling import label_records, unlabelled
     from promedical.reward.rubric_io import load_records
 
     records = load_records(args.input)
     print(f"{len(unlabelled(records))} (response, criterion) pairs to judge")
     labelled, stats = label_records(make_judge(args), records)
-    _save(labelled, args.output)
+    save_checked(labelled, args.output)
     print(stats.summary())
     print(f"wrote {args.output}")
     return 0

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from promedical.deploy.commands.submit import add_address_arg
+from promedical.deploy.commands.shared import add_address_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from promedical.deploy.commands.train import add_config_args
-
-
-def add_address_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=None,
-                   help="Ray dashboard URL (default: RAY_ADDRESS if it is a URL, else http://127.0.0.1:8265)")
+from promedical.deploy.commands.shared import add_address_arg, add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,13 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from promedical.deploy.commands.shared import add_config_args
 from promedical.errors import UserError
-
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="demo", help="preset name (tiny, demo, ...) or a YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set rollout.steps=10 (repeatable)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,11 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<preset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue RUN_DIR from its latest checkpoint, with the config it was started with")
+    p.add_argument("--verbose", action="store_true",
+                   help="stream the actors' logs (RUN_DIR/logs/<role>-<replica>.log) to the terminal too")
     p.set_defaults(func=run)
+
+
+def fits_here(cfg) -> None:
+    """With a local Ray (no run.address), refuse at once a plan this machine cannot hold, in resources or
+    estimated GPU memory: one line, before a run directory is made or any actor starts."""
+    from promedical.deploy.commands.plan import check_plan, gpu_memory_gib, this_machine
+
+    if not cfg.run.address:
+        check_plan(cfg, this_machine(), "this machine", gpu_memory_gib())
 
 
 def run(args: argparse.Namespace) -> int:
     from promedical.deploy.config import load_config
+    from promedical.deploy.console import Console
     from promedical.deploy.run import default_run_dir, train
 
     if args.resume:
@@ -31,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"--resume {run_dir}: no config.yaml there; give the directory of an earlier run")
         cfg = load_config(str(run_dir / "config.yaml"), args.overrides)
-        root = train(cfg, run_dir, resume=True)
     else:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir or cfg.run.run_dir or default_run_dir(cfg))
-        root = train(cfg, run_dir)
-    print(f"run directory: {root}")
+    fits_here(cfg)
+    with Console(cfg.rollout.steps, run_dir, verbose=args.verbose) as console:   # live on a terminal
+        train(cfg, run_dir, resume=bool(args.resume), console=console)
     return 0

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from promedical.deploy.commands.shared import builtin_path
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-rm", help="train a reward model with the per-criterion Bradley-Terry loss")
@@ -37,13 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def pairs_path(name: str) -> Path:
-    """A pair file path; builtin:NAME is data/NAME.jsonl shipped with the package."""
-    if name.startswith("builtin:"):
-        return Path(__file__).resolve().parents[2] / "data" / f"{name.split(':', 1)[1]}.jsonl"
-    return Path(name)
-
-
 def check_numbers(args: argparse.Namespace) -> None:
     from promedical.errors import UserError
     for key in ("epochs", "lr", "batch_size", "max_length"):
@@ -66,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty directory; choose a new path")
-    records = load_records(pairs_path(args.train))
+    records = load_records(builtin_path(args.train))
     if not any(r.pairs for r in records):
         raise UserError(f"--train {args.train}: no pairwise preferences; build them with promedical data pairs")
     cfg = TrainConfig(use_criterion=not args.no_criterion, epochs=args.epochs, lr=args.lr,

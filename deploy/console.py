@@ -1,0 +1,178 @@
+"""The operator's terminal during `promedical train`: a live display on a TTY, one plain line per step
+otherwise, and a closing summary of how the run went, where its files are and what to run next.
+
+    console = Console(total_steps, run_dir)      # live when the stream is a terminal
+    console.open()                               # before the actors start: "starting actors" + elapsed
+    console.step(event)                          # each step event, as logged
+    console.close("finished")                    # stops the display, prints the summary
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from promedical.deploy.actor_logs import DRIVER_HARMLESS, worth_showing
+
+PHASES = ("generate", "score", "reference", "train", "sync")    # the step event's time_<phase> keys
+TAIL_INTERVAL_S = 0.5                                           # --verbose: how often actor logs are read
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta_s(events: list[dict[str, Any]], total: int) -> float | None:
+    """Seconds left at the mean step time of the steps seen so far (None before the first)."""
+    if not events:
+        return None
+    mean = sum(e["time_step"] for e in events) / len(events)
+    return mean * max(0, total - (events[-1]["step"] + 1))
+
+
+def time_split(m: dict[str, Any]) -> list[tuple[str, float]]:
+    """(phase, share of the step's time) for the phases the event names; shares of time_step."""
+    total = m.get("time_step") or 0.0
+    return [(p, m[f"time_{p}"] / total) for p in PHASES if total > 0 and f"time_{p}" in m]
+
+
+def plain_line(m: dict[str, Any], total: int, eta: float | None) -> str:
+    """One line for a log file or a pipe: everything the live display shows, for one step."""
+    split = " ".join(f"{p[:3]} {share:.0%}" for p, share in time_split(m))
+    restarts = f"  restarts {m['restarts']}" if m.get("restarts") else ""
+    left = f"  ETA {clock_text(eta)}" if eta is not None else ""
+    return (f"step {m['step'] + 1}/{total}  reward {m['reward_mean']:+.3f} (sd {m['reward_std']:.3f})  "
+            f"S1 {m['s1_mean']:.2f} S2 {m['s2_mean']:.2f} S3 {m['s3_mean']:.2f}  veto {m['veto_rate']:.2f}  "
+            f"KL {m['kl']:.4f}  {m['tokens_per_s']:.0f} tok/s  {m['time_step']:.1f}s ({split}){restarts}{left}")
+
+
+class DropHarmless(logging.Filter):
+    """Leaves out the driver-side Ray log lines listed (with their reasons) in actor_logs.DRIVER_HARMLESS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.search(message) for p in DRIVER_HARMLESS)
+
+
+def quiet_driver_warnings() -> None:
+    """Install DropHarmless on the handlers of Ray's logger (Ray keeps them across ray.init)."""
+    import ray  # noqa: F401  (configures the "ray" logger and its handlers)
+
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, DropHarmless) for f in handler.filters):
+            handler.addFilter(DropHarmless())
+
+
+class LogTail:
+    """Streams new lines of RUN_DIR/logs/*.log to `emit`, leaving out the known harmless ones."""
+
+    def __init__(self, log_dir: Path, emit: Callable[[str], None]) -> None:
+        self.log_dir, self.emit = log_dir, emit
+        self._offsets: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="actor-log-tail", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2 * TAIL_INTERVAL_S)
+        self.poll()                                   # the lines written since the last read
+
+    def poll(self) -> None:
+        for path in sorted(self.log_dir.glob("*.log")):
+            with open(path, "rb") as f:
+                f.seek(self._offsets.get(path, 0))
+                data = f.read()
+            complete = data[:data.rfind(b"\n") + 1]
+            self._offsets[path] = self._offsets.get(path, 0) + len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                if worth_showing(line):
+                    self.emit(f"[{path.stem}] {line}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(TAIL_INTERVAL_S):
+            self.poll()
+
+
+class Console:
+    """Shows a run's progress on `stream` (stdout): live with `rich` on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, run_dir: str | Path, *, stream: TextIO | None = None,
+                 live: bool | None = None, verbose: bool = False,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.total, self.run_dir = total, Path(run_dir)
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self.verbose, self.clock = verbose, clock
+        self.events: list[dict[str, Any]] = []
+        self.started = clock()
+        self._live = None
+        self._tail: LogTail | None = None
+        self._opened = self._closed = False
+
+    def __enter__(self) -> "Console":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()                 # a failure before the loop: the terminal is left as it was found
+
+    def open(self) -> None:
+        """Start the live display (and the --verbose log stream); a second call does nothing."""
+        if self._opened:
+            return
+        self._opened = True
+        quiet_driver_warnings()
+        if self.live:
+            from rich.console import Console as RichConsole
+            from rich.live import Live
+
+            from promedical.deploy.console_view import render
+            self._rich = RichConsole(file=self.stream)
+            self._live = Live(console=self._rich, refresh_per_second=2, transient=False,
+                              get_renderable=lambda: render(self))
+            self._live.start()
+        if self.verbose:
+            self._tail = LogTail(self.run_dir / "logs", self._emit)
+            self._tail.start()
+
+    def _emit(self, line: str) -> None:
+        if self._live is not None:
+            self._rich.print(line, markup=False, highlight=False)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def step(self, m: dict[str, Any]) -> None:
+        self.events.append(m)
+        if self._live is None:
+            self._emit(plain_line(m, self.total, eta_s(self.events, self.total)))
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def _stop(self) -> None:
+        if self._tail is not None:
+            self._tail.stop()
+            self._tail = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def close(self, status: str) -> None:
+        """Stop the display and print the summary (once)."""
+        self._stop()
+        if self._closed:
+            return
+        self._closed = True
+        from promedical.deploy.console_view import summary_lines
+        for line in summary_lines(self.run_dir, status, self.elapsed()):
+            self.stream.write(line + "\n")
+        self.stream.flush()
