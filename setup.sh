@@ -31,5 +31,15 @@ if [ ! -f "$OPS_STAMP" ]; then
   "$VENV/bin/pip" install -q rich "ray[serve]==2.60.0" wandb mlflow-skinny
   touch "$OPS_STAMP"
 fi
+# The rubric workbench's web app and its browser test; outside the stack stamp so an existing .venv gets them.
+WB_STAMP=$VENV/.promedical-workbench-v1
+if [ ! -f "$WB_STAMP" ]; then
+  "$VENV/bin/pip" install -q fastapi uvicorn httpx selenium
+  touch "$WB_STAMP"
+fi
+# Headless Chromium and its driver for the rubric workbench's browser test (Debian packages, as root).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+fi
 "$VENV/bin/pip" install -q --no-deps -e .
 echo "ready: $VENV/bin/promedical"

@@ -8,7 +8,7 @@ import sys
 from promedical.errors import UserError
 
 COMMANDS = ("train", "plan", "data", "submit", "status", "logs", "stop", "metrics", "report", "eval",
-            "label", "train_rm", "eval_rm", "serve_rm")
+            "label", "train_rm", "eval_rm", "serve_rm", "rubrics")
 
 
 def build_parser() -> argparse.ArgumentParser:
