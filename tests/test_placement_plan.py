@@ -19,29 +19,30 @@ def _where(overrides: list[str], cluster: str = "2x8", preset: str = "qwen3-8b")
 def test_colocated_qwen3_8b_puts_replica_i_of_every_role_in_bundle_i_across_both_nodes():
     cfg = load_config("qwen3-8b")
     plan = make_plan(cfg.placement, cfg.generator.replicas)
-    # 16 bundles of one GPU: 4 roles x 0.25 GPU each, CPUs 4 + 2 + 2 + 4
-    assert [(b.gpus, b.cpus) for b in plan.bundles["shared"]] == [(1.0, 12.0)] * 16
+    # 8 bundles of two GPUs: policy 1 + reference 0.25 + reward 0.25 + generator 0.5, CPUs 4 + 2 + 2 + 4
+    assert [(b.gpus, b.cpus) for b in plan.bundles["shared"]] == [(2.0, 12.0)] * 8
     assert {(s.role, s.replica): s.bundle for s in plan.slots}[("generator", 5)] == 5
     where = _where([])
     for role in ("policy", "reference", "reward", "generator"):
-        assert where[(role, "node0", "shared")] == 8 and where[(role, "node1", "shared")] == 8
+        assert where[(role, "node0", "shared")] == 4 and where[(role, "node1", "shared")] == 4
 
 
 def test_split_qwen3_8b_gives_each_role_its_own_group_and_gpus():
     where = _where(["placement.strategy=split"])
-    # each role: 16 x 0.25 GPU = 4 GPUs; PACK fills node0 with policy then reference
-    assert where == Counter({("policy", "node0", "policy"): 16, ("reference", "node0", "reference"): 16,
-                             ("reward", "node1", "reward"): 16, ("generator", "node1", "generator"): 16})
+    # policy 8 x 1 GPU fills node0; reference 8 x 0.25 and reward 8 x 0.25 (2 GPUs each) and the
+    # generators 8 x 0.5 (4 GPUs) share node1
+    assert where == Counter({("policy", "node0", "policy"): 8, ("reference", "node1", "reference"): 8,
+                             ("reward", "node1", "reward"): 8, ("generator", "node1", "generator"): 8})
 
 
 def test_mapping_shares_bundles_only_within_a_named_group():
     cfg = load_config("qwen3-8b", ["placement.strategy=mapping", "placement.groups.policy=train",
-                                   "placement.groups.reference=train", "placement.groups.reward=gen",
+                                   "placement.groups.reference=gen", "placement.groups.reward=gen",
                                    "placement.groups.generator=gen"])
     plan = make_plan(cfg.placement, cfg.generator.replicas)
     assert sorted(plan.bundles) == ["gen", "train"]
-    assert [b.gpus for b in plan.bundles["train"]] == [0.5] * 16   # policy 0.25 + reference 0.25
-    assert {s.group for s in plan.slots if s.role in ("policy", "reference")} == {"train"}
+    assert [b.gpus for b in plan.bundles["gen"]] == [1.0] * 8   # reference 0.25 + reward 0.25 + generator 0.5
+    assert {s.group for s in plan.slots if s.role in ("reference", "generator")} == {"gen"}
 
 
 @pytest.mark.parametrize("strategy", ["colocated", "split"])
@@ -56,7 +57,7 @@ def test_one_node_of_four_gpus_is_refused_with_asked_and_available(strategy):
 def test_strict_spread_refuses_more_bundles_than_nodes():
     with pytest.raises(UserError, match="STRICT_SPREAD"):
         _where(["placement.bundle_strategy=STRICT_SPREAD"], cluster="4x8")
-    assert _where(["placement.bundle_strategy=STRICT_SPREAD"], cluster="16x1")[("policy", "node15", "shared")] == 1
+    assert _where(["placement.bundle_strategy=STRICT_SPREAD"], cluster="8x2")[("policy", "node7", "shared")] == 1
 
 
 @pytest.mark.parametrize("override, key", [
@@ -77,13 +78,15 @@ def test_plan_cli_prints_the_table_for_both_strategies(capsys):
     assert main(["plan", "--config", "qwen3-8b", "--cluster", "2x8"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["ROLE", "REPLICA", "NODE", "BUNDLE", "RESOURCES"]
-    assert "generator  15       node1  shared#15" in out
+    assert "generator  7        node1  shared#7" in out
     assert main(["plan", "--config", "qwen3-8b", "--cluster", "2x8", "--set", "placement.strategy=split"]) == 0
-    assert "64 bundles in 4 placement group(s)" in capsys.readouterr().out
+    assert "32 bundles in 4 placement group(s)" in capsys.readouterr().out
 
 
 def test_plan_cli_refuses_a_too_small_cluster_with_exit_2(capsys):
-    assert main(["plan", "--config", "qwen3-8b", "--cluster", "1x4"]) == 2
+    # GPUs large enough for the estimated memory (vLLM's share grows with the GPU: 8 x 0.45 x 2000 +
+    # 494 GiB of the other roles < 4 x 2000): the GPU count is what refuses
+    assert main(["plan", "--config", "qwen3-8b", "--cluster", "1x4", "--gpu-memory-gib", "2000"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "Asked:" in captured.err and "Available: node0: GPU 4 CPU 64 mem 512GiB" in captured.err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from promedical.deploy.commands.train import add_config_args
+from promedical.deploy.commands.shared import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPUs per described node (default: 16 per GPU, at least 16)")
     p.add_argument("--node-memory-gib", type=float, default=0.0,
                    help="memory per described node in GiB (default: 128 per GPU, at least 128)")
+    p.add_argument("--gpu-memory-gib", type=float, default=0.0,
+                   help="memory per GPU in GiB for the memory estimate (default: this machine's GPUs "
+                        "when it has some, else 80, an 80-GB-class GPU)")
     p.set_defaults(func=run)
 
 
-def _this_machine() -> list:
+def this_machine() -> list:
     """This machine as one node: its cores and memory, GPUs counted from /dev/nvidia* (no CUDA import)."""
     from promedical.deploy.placement import GIB, Node
 
@@ -51,19 +54,52 @@ def _live(address: str) -> list:
         ray.shutdown()
 
 
+def gpu_memory_gib() -> float:
+    """Memory of this machine's first GPU (nvidia-smi, no CUDA import), else the 80-GB-class default."""
+    import shutil
+    import subprocess
+
+    from promedical.deploy.gpu_fit import DEFAULT_GPU_MEMORY_GIB
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30).stdout.split()
+            return float(out[0]) / 1024 if out else DEFAULT_GPU_MEMORY_GIB
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    return DEFAULT_GPU_MEMORY_GIB
+
+
+def check_plan(cfg, nodes: list, where: str, gpu_gib: float) -> tuple[str, str]:
+    """(placement table, per-GPU memory table) of `cfg` on `nodes`; UserError (one line) if it cannot fit."""
+    from promedical.deploy.gpu_fit import check_memory, check_total, ranks_line
+    from promedical.deploy.placement import fit, make_plan, render
+
+    plan = make_plan(cfg.placement, cfg.generator.replicas)
+    check_total(cfg, plan, nodes, where, gpu_gib)
+    assignment = fit(plan, nodes, where)
+    memory = check_memory(cfg, plan, assignment, nodes, gpu_gib)
+    return render(plan, assignment) + "\n" + ranks_line(cfg, plan), memory
+
+
 def run(args: argparse.Namespace) -> int:
     from promedical.deploy.config import load_config
-    from promedical.deploy.placement import described_cluster, fit, make_plan, render
+    from promedical.deploy.gpu_fit import DEFAULT_GPU_MEMORY_GIB
+    from promedical.deploy.placement import described_cluster
 
     cfg = load_config(args.config, args.overrides)
-    plan = make_plan(cfg.placement, cfg.generator.replicas)
+    gpu_gib = args.gpu_memory_gib or DEFAULT_GPU_MEMORY_GIB
     if args.cluster:
         nodes = described_cluster(args.cluster, args.node_cpus, args.node_memory_gib)
         where = f"a described cluster {args.cluster} ({nodes[0].describe().split(': ', 1)[1]} per node)"
     elif args.address:
         nodes, where = _live(args.address), f"the Ray cluster at {args.address} (free resources)"
     else:
-        nodes, where = _this_machine(), "this machine"
-    print(render(plan, fit(plan, nodes, where)))
+        nodes, where = this_machine(), "this machine"
+        gpu_gib = args.gpu_memory_gib or gpu_memory_gib()
+    placement, memory = check_plan(cfg, nodes, where, gpu_gib)
+    print(placement)
     print(f"on {where}")
+    print(memory)
     return 0
