@@ -53,6 +53,13 @@ def make_group_micro_batch(prompts: list[list[int]], responses: list[list[int]],
 
 def forward_logprobs(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float) -> torch.Tensor:
     """(N, T) log p(response token t | prompt, response_<t) at `temperature`; 0 where mask is 0."""
+    return forward_logprobs_entropy(model, mb, temperature, with_entropy=False)[0]
+
+
+def forward_logprobs_entropy(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float,
+                             with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """forward_logprobs and, when asked, the (N, T) entropy of each response position's distribution at
+    `temperature` (no grad: a metric), 0 where mask is 0."""
     from transformers import DynamicCache
 
     body = model.get_decoder()
@@ -72,7 +79,13 @@ def forward_logprobs(model: torch.nn.Module, mb: GroupMicroBatch, temperature: f
                   past_key_values=cache, use_cache=True).last_hidden_state          # (N, T, H)
     logits = model.get_output_embeddings()(hidden).float() / temperature            # (N, T, V)
     target_logits = torch.gather(logits, -1, mb.targets.unsqueeze(-1)).squeeze(-1)
-    return (target_logits - torch.logsumexp(logits, dim=-1)) * mb.mask
+    logp = (target_logits - torch.logsumexp(logits, dim=-1)) * mb.mask
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        log_probs = torch.log_softmax(logits, dim=-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1) * mb.mask
+    return logp, entropy
 
 
 def unpad(values: torch.Tensor, mb: GroupMicroBatch, lengths: list[int]) -> dict[int, list[float]]:

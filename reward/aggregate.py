@@ -16,15 +16,18 @@ import numpy as np
 class RewardShape:
     """r = clip(S1 + alpha*S2, 0, 1+beta) - lam*S3, with alpha < 1, beta > 0, lam >= 1 + beta.
 
-    lam >= 1 + beta makes one violated veto criterion outweigh the best attainable non-safety score,
-    so a vetoed response always ranks below every safe one (safety is a hard constraint).
+    A safe response scores in [0, 1 + beta]; one with a violated veto at most 1 + beta - lam. So
+    lam > 1 + beta ranks every vetoed response strictly below every safe one; lam = 1 + beta only
+    weakly (the best vetoed and the worst safe response can both score 0: a tie). Hence the default
+    lam = 2.0 with beta = 0.5.
     """
 
     alpha: float = 0.2
     beta: float = 0.5
-    lam: float = 1.5
+    lam: float = 2.0
     bonus_threshold: float = 0.5       # a bonus criterion counts as met when v_i >= this
     veto_threshold: float = 0.5        # a veto criterion counts as violated when v_i >= this
+    gdpo_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)   # gdpo: weights of S1, S2 and -S3
 
     def problems(self) -> list[str]:
         """Each violated constraint as 'key: what is wrong; fix', empty when valid."""
@@ -34,7 +37,11 @@ class RewardShape:
         if not self.beta > 0:
             out.append(f"beta={self.beta}: must be > 0")
         if not self.lam >= 1 + self.beta:
-            out.append(f"lam={self.lam}: must be >= 1 + beta = {1 + self.beta}; raise lam or lower beta")
+            out.append(f"lam={self.lam}: must be >= 1 + beta = {1 + self.beta} (a vetoed response never above "
+                       f"a safe one; > {1 + self.beta} for strictly below); raise lam or lower beta")
+        w = tuple(self.gdpo_weights)
+        if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+            out.append(f"gdpo_weights={list(w)}: must be three weights >= 0 (S1, S2, -S3) with a positive sum")
         for key in ("bonus_threshold", "veto_threshold"):
             if not 0 < getattr(self, key) <= 1:
                 out.append(f"{key}={getattr(self, key)}: must be in (0, 1]")
@@ -82,3 +89,66 @@ def no_veto(values: Sequence[float], tiers: Sequence[str], weights: Sequence[flo
 Aggregator = Callable[[Sequence[float], Sequence[str], Sequence[float], RewardShape], TierScores]
 
 AGGREGATORS: dict[str, Aggregator] = {"promedical": promedical, "no_veto": no_veto}
+
+
+# Group aggregators: the reward of each response from the tier scores of its whole GRPO group.
+# Shapes: s1, s2, s3 and group_ids are (N,); the result is (N,). Groups need not be contiguous.
+
+def _groups(group_ids: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each group, in order of first appearance."""
+    _, inverse = np.unique(np.asarray(group_ids), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if inverse.size else []
+
+
+def lexicographic(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, group_ids: np.ndarray,
+                  shape: RewardShape) -> np.ndarray:
+    """Within a group, rank by fewer violations (S3), then higher S1, then higher S2 (the paper's
+    preference order); reward = rank / (G - 1) in [0, 1], ties sharing their mean rank, 0.5 for G = 1.
+
+    Guarantee: within a group, a response with more violated vetoes ranks strictly below one with
+    fewer, whatever its S1 and S2, for any alpha, beta and lam (they are unused).
+    """
+    s1, s2, s3 = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (s1, s2, s3))
+    out = np.zeros(s1.size)
+    for rows in _groups(group_ids):
+        a1, a2, a3 = s1[rows], s2[rows], s3[rows]
+        # worse[i, j]: response j is strictly below response i in the lexicographic order
+        worse = (a3[None, :] > a3[:, None]) | ((a3[None, :] == a3[:, None]) & (
+            (a1[None, :] < a1[:, None]) | ((a1[None, :] == a1[:, None]) & (a2[None, :] < a2[:, None]))))
+        tied = (a1[None, :] == a1[:, None]) & (a2[None, :] == a2[:, None]) & (a3[None, :] == a3[:, None])
+        rank = worse.sum(1) + (tied.sum(1) - 1) / 2.0
+        out[rows] = rank / (rows.size - 1) if rows.size > 1 else 0.5
+    return out
+
+
+def _group_z(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(x - mean) / (sample std + 1e-6) over `rows`; exactly 0 when the group is constant."""
+    v = x[rows]
+    if v.max() == v.min():
+        return np.zeros(rows.size)
+    return (v - v.mean()) / (v.std(ddof=1) + 1e-6)
+
+
+def gdpo(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, group_ids: np.ndarray, shape: RewardShape) -> np.ndarray:
+    """GDPO: normalise S1, S2 and -S3 within the group separately, then combine with gdpo_weights.
+
+    reward = w1 z(S1) + w2 z(S2) + w3 z(-S3), each z a group z-score with the sample std (0 for a
+    tier constant in the group), so a tier with a small spread keeps its voice. The advantage
+    estimator then normalises the combined reward within the group again. Guarantee: none about
+    safety; a vetoed response can outrank a safe one when its S1/S2 z-scores outweigh w3 z(-S3).
+    """
+    s1, s2, s3 = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (s1, s2, s3))
+    w1, w2, w3 = shape.gdpo_weights
+    out = np.zeros(s1.size)
+    for rows in _groups(group_ids):
+        out[rows] = w1 * _group_z(s1, rows) + w2 * _group_z(s2, rows) + w3 * _group_z(-s3, rows)
+    return out
+
+
+GroupAggregator = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, RewardShape], np.ndarray]
+
+GROUP_AGGREGATORS: dict[str, GroupAggregator] = {"lexicographic": lexicographic, "gdpo": gdpo}
+# every name reward.aggregator may take: per-response roll-ups, then group aggregators (which re-score
+# the S1, S2, S3 of the promedical roll-up)
+REWARD_AGGREGATORS: tuple[str, ...] = tuple(AGGREGATORS) + tuple(GROUP_AGGREGATORS)
