@@ -8,35 +8,24 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import pyarrow as pa
 
 from promedical.runtime.memory import release_memory
+from promedical.actors.interfaces import PromptRequest
 from promedical.storage.schema import GENERATION_FIELDS, columns_batch
-
-
-@dataclass(frozen=True)
-class PromptRequest:
-    prompt_id: str
-    group_id: int                       # unique per (step, prompt); seeds the group's sampling
-    messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
-
-
-class GeneratorRole(Protocol):
-    def generate(self, prompts: Sequence[PromptRequest], group_size: int) -> pa.RecordBatch: ...
-    def load_weights(self, version: int, named_tensors: list) -> float: ...
-    def version(self) -> int: ...
-    def score_sequences(self, sequences: list[list[int]]) -> list[list[float]]: ...
 
 
 def _configure_cpu_env(omp_threads_bind: str, kv_cache_gib: float) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(kv_cache_gib))))
-    if omp_threads_bind == "auto":
+    if omp_threads_bind == "auto" or omp_threads_bind.startswith("share:"):
+        # "share:k/n": the k-th of n equal slices of this node's cores (n generator replicas on one node)
+        k, n = map(int, omp_threads_bind[6:].split("/")) if omp_threads_bind != "auto" else (0, 1)
         cores = sorted(os.sched_getaffinity(0))
-        omp_threads_bind = f"{cores[0]}-{cores[-1]}" if cores else "auto"
+        mine = [c for i, c in enumerate(cores) if i * n // len(cores) == k] or cores
+        omp_threads_bind = ",".join(map(str, mine))
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = omp_threads_bind
 
 
@@ -46,7 +35,8 @@ class Generator:
     def __init__(self, *, model_path: str, seed: int, max_new_tokens: int, temperature: float,
                  top_p: float, max_prompt_tokens: int, dtype: str = "auto", omp_threads_bind: str = "auto",
                  kv_cache_gib: float = 1.0, gpu_memory_utilization: float = 0.5,
-                 enforce_eager: bool = True) -> None:
+                 enforce_eager: bool = True, replica: int = 0, tensor_parallel_size: int = 1,
+                 sleep_between_steps: bool = False) -> None:
         import torch
         if not torch.cuda.is_available():
             _configure_cpu_env(omp_threads_bind, kv_cache_gib)
@@ -56,6 +46,9 @@ class Generator:
         kwargs = {}
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+            kwargs["tensor_parallel_size"] = tensor_parallel_size
+            # colocated on a GPU: weights go to host memory and the KV cache is freed while the policy trains
+            kwargs["enable_sleep_mode"] = sleep_between_steps
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
                        max_model_len=max_prompt_tokens + max_new_tokens,
                        worker_extension_cls="promedical.actors.vllm_extension.WeightLoader",
@@ -70,6 +63,9 @@ class Generator:
         self.top_p = top_p
         self.max_prompt_tokens = max_prompt_tokens
         self._version = 0
+        self.replica = replica
+        self.sleeps = sleep_between_steps and torch.cuda.is_available()
+        self.asleep = False
 
     def version(self) -> int:
         return self._version
@@ -83,6 +79,7 @@ class Generator:
     def generate(self, prompts: Sequence[PromptRequest], group_size: int) -> pa.RecordBatch:
         """B prompts -> B*G rows of GENERATION_FIELDS, grouped by prompt, samples in order."""
         start = time.perf_counter()
+        self._wake()
         token_prompts = [{"prompt_token_ids": self._prompt_ids(p.messages)} for p in prompts]
         params = [self._SamplingParams(n=group_size, temperature=self.temperature, top_p=self.top_p,
                                        max_tokens=self.max_new_tokens, logprobs=0,
@@ -106,7 +103,16 @@ class Generator:
                 cols["behaviour_logprobs"].append(logprobs)
                 cols["policy_version"].append(self._version)
                 cols["generate_seconds"].append(elapsed)
+                cols["generator_replica"].append(self.replica)
+        if self.sleeps:
+            self.llm.sleep(level=1)
+            self.asleep = True
         return columns_batch(GENERATION_FIELDS, cols)
+
+    def _wake(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
 
     def load_weights(self, version: int, named_tensors: list) -> float:
         """Install policy weights `version` between requests; returns seconds.
@@ -115,6 +121,7 @@ class Generator:
         actors/weight_sync.py (NCCL, CUDA IPC) that yields those pairs when the vLLM worker lists it.
         """
         start = time.perf_counter()
+        self._wake()
         self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
         del named_tensors
         release_memory()

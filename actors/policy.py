@@ -7,32 +7,34 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from promedical.actors.schedules import LrSchedule
 from promedical.runtime.distributed import init_distributed, use_cpu_accelerator_without_cuda
 from promedical.runtime.memory import release_memory
+from promedical.actors.interfaces import RankShare
+from promedical.actors.sharding import rank_shares
 
-
-class PolicyRole(Protocol):
-    def train_step(self, batch: pa.RecordBatch) -> dict[str, float]: ...
-    def export_weights(self) -> list: ...
-    def version(self) -> int: ...
-    def logprobs(self, batch: pa.RecordBatch) -> list[list[float]]: ...
-    def save(self, directory: str) -> None: ...
-    def restore(self, directory: str) -> int: ...
+if TYPE_CHECKING:
+    from promedical.actors.losses import LossSettings
 
 
 class Policy:
     def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
-                 zero_stage: int, backend: str, train_dtype: str, temperature: float, clip_eps: float,
-                 kl_coef: float, kl_estimator: str, loss_agg: str, tis_cap: float, mini_batches: int,
-                 micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
-                 export_dtype: str = "float32") -> None:
+                 zero_stage: int, backend: str, train_dtype: str, temperature: float, loss: LossSettings,
+                 mini_batches: int, micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
+                 schedule: LrSchedule = LrSchedule(),
+                 export_dtype: str = "float32", rank: int = 0, world_size: int = 1,
+                 master_addr: str = "", master_port: int = 0) -> None:
         import torch
         use_cpu_accelerator_without_cuda()
+        if world_size > 1:   # one rank of a data-parallel group: rendezvous at rank 0's address
+            os.environ.update(RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(world_size),
+                              MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         import deepspeed
         from transformers import AutoModelForCausalLM
 
@@ -43,8 +45,10 @@ class Policy:
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.config.use_cache = False
         # a mini-batch is whole GRPO groups; each group is split into chunks of <= micro_batch_size rows
-        self.groups_per_mini = prompts_per_step // mini_batches
+        # on each of `world_size` ranks: 1/world_size of a mini-batch's groups
+        self.groups_per_mini = prompts_per_step // mini_batches // world_size
         self.micro_per_mini = self.groups_per_mini * -(-group_size // micro_batch_size)
+        self.rank, self.world_size = rank, world_size
         ds_config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": micro_batch_size,
             "gradient_accumulation_steps": self.micro_per_mini,
@@ -56,8 +60,8 @@ class Policy:
         }
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
-        self.hp = dict(temperature=temperature, clip_eps=clip_eps, kl_coef=kl_coef, kl_estimator=kl_estimator,
-                       loss_agg=loss_agg, tis_cap=tis_cap)
+        self.hp = dict(temperature=temperature)
+        self.loss, self.schedule, self.base_lr = loss, schedule, lr
         self.mini_batches = mini_batches
         self.micro_batch_size = micro_batch_size
         self.zero_stage = zero_stage
@@ -92,53 +96,61 @@ class Policy:
     def _bf16(self) -> bool:
         return bool(self.engine.bfloat16_enabled())
 
-    def train_step(self, batch: pa.RecordBatch) -> dict[str, float]:
-        """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version."""
+    def train_step(self, batch: pa.RecordBatch, share: RankShare | None = None) -> dict[str, float]:
+        """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version.
+
+        `share` says which rows of `batch` form each mini-batch and the whole mini-batch's token and
+        row counts over all ranks; without it this rank trains alone on the whole batch. The returned
+        loss statistics are this rank's part of the mini-batch means: summed over ranks they are the
+        means of the whole batch. grad_norm is global.
+        """
         import torch
-        from promedical.actors.logprobs import forward_logprobs, make_group_micro_batch, plan_group_micro_batches
-        from promedical.actors.losses import grpo_loss
+        from promedical.actors.logprobs import forward_logprobs_entropy, make_group_micro_batch, plan_group_micro_batches
+        from promedical.actors.losses import METRICS, grpo_loss, keep_mask, micro_batch_share
 
         start = time.perf_counter()
+        lr = self._set_lr()
         prompts, responses, lengths, group_ids = self._columns(batch)
+        keep = keep_mask(batch.column("finish_reason").to_pylist(), self.loss.mask_truncated)
+        if share is None:   # token counts of the rows that stay in the loss (overlong=filter drops some)
+            kept = [n * int(k) for n, k in zip(lengths, keep.tolist())]
+            share = rank_shares(group_ids, kept, mini_batches=self.mini_batches, ranks=1, seed=self._version)[0][1]
         # proximal policy = the weights before this step's updates; with one update per step they are the
         # weights doing the forward pass, so logp.detach() is exact and saves a whole forward pass
         old = self.logprobs(batch) if self.mini_batches > 1 else None
         adv = batch.column("advantage").to_numpy(zero_copy_only=False)
         ref = batch.column("ref_logprobs").to_pylist()
         behaviour = batch.column("behaviour_logprobs").to_pylist()
-        rng = np.random.default_rng(self._version)
-        groups_in_order = list(dict.fromkeys(group_ids))
-        order = [groups_in_order[i] for i in rng.permutation(len(groups_in_order))]
-        stats: dict[str, list[float]] = {"loss": [], "policy_loss": [], "kl": [], "clip_fraction": []}
+        stats: dict[str, list[float]] = {key: [] for key in METRICS}
         grad_norms = []
         self.engine.train()
-        for m in range(self.mini_batches):
-            chosen = set(order[m * self.groups_per_mini:(m + 1) * self.groups_per_mini])
-            mini = [i for i, g in enumerate(group_ids) if g in chosen]
-            # exactly micro_per_mini micro-batches, so DeepSpeed steps the optimizer once per mini-batch
-            groups = plan_group_micro_batches(group_ids, mini, self.micro_batch_size)
-            mini_tokens = max(1, sum(lengths[i] for i in mini))
+        for m, mini in enumerate(share.minis):
+            # exactly micro_per_mini micro-batches on every rank, so DeepSpeed steps the optimizer (and
+            # averages the ranks' gradients) once per mini-batch
+            groups = plan_group_micro_batches(group_ids, list(mini), self.micro_batch_size)
+            if len(groups) != self.micro_per_mini:
+                raise ValueError(f"policy rank {self.rank}: {len(groups)} micro-batches in mini-batch {m}, "
+                                 f"expected {self.micro_per_mini}")
+            mini_tokens, mini_rows = max(1, share.mini_tokens[m]), share.mini_rows[m]
             for rows in groups:
                 mb = make_group_micro_batch(prompts, responses, rows)
                 pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
-                    logp = forward_logprobs(self.engine.module, mb, self.hp["temperature"])
+                    logp, entropy = forward_logprobs_entropy(self.engine.module, mb, self.hp["temperature"])
                 old_logp = pad(old) if old is not None else logp.detach()
+                mask = mb.mask * keep[rows].unsqueeze(-1)
                 terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
-                                  torch.tensor(adv[rows], dtype=torch.float32), mb.mask,
-                                  clip_eps=self.hp["clip_eps"], kl_coef=self.hp["kl_coef"],
-                                  tis_cap=self.hp["tis_cap"], kl_estimator=self.hp["kl_estimator"],
-                                  aggregation=self.hp["loss_agg"])
-                tokens = float(mb.mask.sum())
-                share = tokens / mini_tokens if self.hp["loss_agg"] == "token_mean" else len(rows) / len(mini)
-                # DeepSpeed divides by gradient_accumulation_steps; undo it so each micro-batch
-                # contributes its share of the mini-batch mean.
-                self.engine.backward(terms.loss * share * self.micro_per_mini)
+                                  torch.tensor(adv[rows], dtype=torch.float32), mask,
+                                  settings=self.loss, entropy=entropy)
+                part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
+                # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
+                # each micro-batch contributes its part of the whole mini-batch's mean.
+                self.engine.backward(terms.loss * part * self.micro_per_mini * self.world_size)
                 if rows is groups[-1] and self.zero_stage == 0 and not self._bf16():
                     grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
                 self.engine.step()
                 for key in stats:
-                    stats[key].append(float(getattr(terms, key).detach()) * share)
+                    stats[key].append(float(getattr(terms, key).detach()) * part)
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
                 grad_norms.append(float(norm))
@@ -146,8 +158,16 @@ class Policy:
         release_memory()
         out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
         out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+        out["lr"] = lr
         out["train_seconds"] = time.perf_counter() - start
         return out
+
+    def _set_lr(self) -> float:
+        """Learning rate of this training step (algo.lr_schedule at the current version), set on the optimizer."""
+        lr = self.base_lr * self.schedule.factor(self._version)
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def save(self, directory: str) -> None:
         save_checkpoint(self, directory)
@@ -155,28 +175,35 @@ class Policy:
     def restore(self, directory: str) -> int:
         return load_checkpoint(self, directory)
 
-    def export_weights(self, dtype=None) -> list:
+    def export_weights(self, dtype=None) -> list | None:
         """[(hf_name, cpu tensor)] of the current weights in `dtype` (default: the generators' dtype).
 
-        Gathers ZeRO-3 partitions first. Sending bf16 to a bf16 generator halves the sync's memory.
+        Gathers ZeRO-3 partitions first, which every rank must join; only rank 0 returns the tensors
+        (None elsewhere). Sending bf16 to a bf16 generator halves the sync's memory.
         """
         import deepspeed
         dtype = dtype or self.export_dtype
         module = self.engine.module
         params = list(module.parameters()) if self.zero_stage == 3 else []
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=bool(params)):
+            if self.rank != 0:
+                return None
             return [(k, v.detach().to("cpu", dtype).clone()) for k, v in module.state_dict().items()]
 
 
 def save_checkpoint(policy: "Policy", directory: str) -> None:
-    """HF weights + tokenizer in DIR/policy (loadable by transformers and vLLM), engine state in DIR/engine."""
+    """HF weights + tokenizer in DIR/policy (loadable by transformers and vLLM), engine state in DIR/engine.
+
+    Every rank calls it: each writes its own ZeRO partition of the engine state; rank 0 the HF weights.
+    """
     import torch
     from transformers import AutoTokenizer
 
     out = Path(directory)
-    state = dict(policy.export_weights(torch.float32))
-    policy.engine.module.save_pretrained(out / "policy", state_dict=state, safe_serialization=True)
-    AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
+    weights = policy.export_weights(torch.float32)   # collective under ZeRO-3; None except on rank 0
+    if weights is not None:
+        policy.engine.module.save_pretrained(out / "policy", state_dict=dict(weights), safe_serialization=True)
+        AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
     policy.engine.save_checkpoint(str(out / "engine"), tag="state",
                                   client_state={"version": policy._version, "torch_rng": torch.get_rng_state()})
 

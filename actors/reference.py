@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 import pyarrow as pa
-
-
-class ReferenceRole(Protocol):
-    def logprobs(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
 
 
 class Reference:

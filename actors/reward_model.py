@@ -1,35 +1,38 @@
 """RewardModel role: scores every (response, criterion) pair of a batch and rolls them up into S1/S2/S3.
 
 All triples of a batch go through the grader together (batched forward passes), then the named
-aggregator turns each response's per-criterion v_i into S1, S2, S3 and the GRPO reward.
+aggregator turns each response's per-criterion v_i into S1, S2, S3 and the GRPO reward. A group
+aggregator (lexicographic, gdpo) then re-scores the reward from the S1, S2, S3 of each row's whole
+GRPO group (the batch's group_id column).
 """
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 import pyarrow as pa
 
-from promedical.reward.aggregate import AGGREGATORS, RewardShape
+import numpy as np
+
+from promedical.reward.aggregate import AGGREGATORS, GROUP_AGGREGATORS, RewardShape, promedical
 from promedical.reward_model.graders import make_grader
 from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord
 from promedical.storage.schema import REWARD_FIELDS, columns_batch
 
 
-class RewardRole(Protocol):
-    def score(self, batch: pa.RecordBatch, rubrics: dict[str, RubricRecord]) -> pa.RecordBatch: ...
-
-
 class RewardModel:
     def __init__(self, *, grader: str, model_path: str | None, aggregator: str, alpha: float, beta: float,
                  lam: float, bonus_threshold: float, veto_threshold: float, batch_size: int = 64,
-                 max_length: int = 256, threads: int = 0, dtype: str = "auto") -> None:
+                 max_length: int = 256, threads: int = 0, dtype: str = "auto",
+                 gdpo_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
         self.grader = make_grader(grader, model_path, max_length=max_length, batch_size=batch_size,
                                   threads=threads, dtype=dtype)
-        self.aggregate = AGGREGATORS[aggregator]
+        if aggregator not in AGGREGATORS and aggregator not in GROUP_AGGREGATORS:
+            raise ValueError(f"aggregator {aggregator!r}: choose one of {[*AGGREGATORS, *GROUP_AGGREGATORS]}")
+        self.aggregate = AGGREGATORS.get(aggregator, promedical)
+        self.group_aggregate = GROUP_AGGREGATORS.get(aggregator)
         self.shape = RewardShape(alpha=alpha, beta=beta, lam=lam, bonus_threshold=bonus_threshold,
-                                 veto_threshold=veto_threshold)
+                                 veto_threshold=veto_threshold, gdpo_weights=tuple(gdpo_weights))
         problems = self.shape.problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -67,4 +70,8 @@ class RewardModel:
             cols["s3"].append(scores.s3)
             cols["reward"].append(scores.reward)
             cols["score_seconds"].append(elapsed)
+        if self.group_aggregate is not None:
+            tiers_of = [np.asarray(cols[k], dtype=np.float64) for k in ("s1", "s2", "s3")]
+            groups = batch.column("group_id").to_numpy(zero_copy_only=False)
+            cols["reward"] = self.group_aggregate(*tiers_of, groups, self.shape).tolist()
         return columns_batch(REWARD_FIELDS, cols)

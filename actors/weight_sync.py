@@ -95,16 +95,34 @@ def _cancel(ref: ray.ObjectRef) -> None:
 
 
 @dataclass
+class Syncer:
+    """The loop's side of a weight sync: one method, one timeout (`generator.sync_timeout_s`)."""
+
+    method: WeightSync
+    timeout_s: float
+
+    def start(self, version: int) -> PendingSync:
+        return self.method.start(version)
+
+    def wait(self, pending: PendingSync) -> float:
+        return wait(pending, self.timeout_s)
+
+
+@dataclass
 class ObjectStoreSync:
-    """CPU tensors through Ray's object store: one export, one shared read-only object per version."""
+    """CPU tensors through Ray's object store: one export, one shared read-only object per version.
+
+    `policy` is the PolicyGroup (every rank joins a ZeRO-3 gather, rank 0's tensors are sent),
+    `generators` the GeneratorGroup (its current handles: a replaced replica gets the next version).
+    """
 
     policy: Any
-    generators: list[Any]
+    generators: Any
     method: str = "object_store"
 
     def start(self, version: int) -> PendingSync:
-        weights = self.policy.export_weights.remote()
-        return PendingSync(version, [g.load_weights.remote(version, weights) for g in self.generators],
+        weights = self.policy.export_refs()
+        return PendingSync(version, [g.load_weights.remote(version, weights) for g in self.generators.handles],
                            self.method)
 
 
@@ -179,20 +197,20 @@ class NcclPayload:
 class NcclBroadcastSync:
     """Split placement on GPU: one NCCL broadcast per tensor from the policy to every generator."""
 
-    policy: Any
-    generators: list[Any]
+    policy: Any          # PolicyGroup; rank 0 sends
+    generators: Any      # GeneratorGroup
     spec: NcclGroup
     metas_timeout_s: float = 60.0
     method: str = "nccl"
     _metas: tuple = ()
 
     def start(self, version: int) -> PendingSync:
+        sender = self.policy.handles[0]
         if not self._metas:   # shapes never change within a run: ask once
-            self._metas = tuple(ray.get(self.policy.__ray_call__.remote(_tensor_metas),
-                                        timeout=self.metas_timeout_s))
-        sent = self.policy.__ray_call__.remote(_nccl_send, self.spec)
+            self._metas = tuple(ray.get(sender.__ray_call__.remote(_tensor_metas), timeout=self.metas_timeout_s))
+        sent = sender.__ray_call__.remote(_nccl_send, self.spec)
         loads = [g.load_weights.remote(version, NcclPayload(self.spec, i + 1, self._metas))
-                 for i, g in enumerate(self.generators)]
+                 for i, g in enumerate(self.generators.handles)]
         return PendingSync(version, loads, self.method, sender=sent)
 
 
@@ -239,16 +257,21 @@ class IpcPayload:
 
 @dataclass
 class CudaIpcSync:
-    """Colocated on GPU: generators map the policy's tensors through CUDA IPC handles, no host copy."""
+    """Colocated on GPU: generators map the policy's tensors through CUDA IPC handles, no host copy.
 
-    policy: Any
-    generators: list[Any]
+    Generator i maps the tensors of policy rank i mod N, the rank that shares its bundle (and GPU)
+    when both roles have N replicas colocated; a device mismatch fails with a clear error.
+    """
+
+    policy: Any          # PolicyGroup
+    generators: Any      # GeneratorGroup
     method: str = "cuda_ipc"
 
     def start(self, version: int) -> PendingSync:
-        payload = self.policy.__ray_call__.remote(_ipc_share)
-        return PendingSync(version, [g.load_weights.remote(version, payload) for g in self.generators],
-                           self.method)
+        ranks = self.policy.handles
+        payloads = [h.__ray_call__.remote(_ipc_share) for h in ranks]
+        return PendingSync(version, [g.load_weights.remote(version, payloads[i % len(ranks)])
+                                     for i, g in enumerate(self.generators.handles)], self.method)
 
 
 SYNC_METHODS = {"object_store": ObjectStoreSync, "nccl": NcclBroadcastSync, "cuda_ipc": CudaIpcSync}

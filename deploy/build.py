@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from promedical.deploy.config import Config
 from promedical.deploy.placement import make_plan, place_actors
-from promedical.errors import UserError
 
 WORKER_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # vLLM runs inside its actor's process: faster start on CPU
@@ -46,15 +47,30 @@ def generator_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                 max_prompt_tokens=cfg.model.max_prompt_tokens, dtype=g.dtype, omp_threads_bind=g.omp_threads_bind,
                 kv_cache_gib=g.kv_cache_gib, gpu_memory_utilization=g.gpu_memory_utilization,
-                enforce_eager=g.enforce_eager)
+                enforce_eager=g.enforce_eager, tensor_parallel_size=g.tensor_parallel_size,
+                sleep_between_steps=g.sleep_between_steps)
+
+
+def loss_settings(cfg: Config):
+    """The policy loss's hyper-parameters (actors/losses.py LossSettings) from algo.* and rollout.*."""
+    from promedical.actors.losses import LossSettings
+    from promedical.deploy.config import clip_bounds
+
+    a, r = cfg.algo, cfg.rollout
+    low, high = clip_bounds(a)
+    return LossSettings(clip_eps_low=low, clip_eps_high=high, dual_clip=a.dual_clip, kl_coef=a.kl_coef,
+                        kl_estimator=a.kl_estimator, loss_agg=a.loss_agg, tis_cap=r.tis_cap,
+                        norm=float(r.max_new_tokens), mask_truncated=r.overlong == "filter")
 
 
 def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
+    from promedical.actors.schedules import LrSchedule
+
     a = cfg.algo
     return dict(model_path=model_path, seed=cfg.run.seed, lr=a.lr, weight_decay=a.weight_decay,
                 max_grad_norm=a.max_grad_norm, zero_stage=cfg.trainer.zero_stage, backend=cfg.trainer.backend,
-                train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, clip_eps=a.clip_eps,
-                kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, loss_agg=a.loss_agg, tis_cap=cfg.rollout.tis_cap,
+                train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, loss=loss_settings(cfg),
+                schedule=LrSchedule(a.lr_schedule, a.warmup_steps, cfg.rollout.steps),
                 mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
                 prompts_per_step=cfg.rollout.prompts_per_step, group_size=cfg.rollout.group_size,
                 threads=cfg.trainer.threads,
@@ -71,7 +87,7 @@ def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
     r = cfg.reward
     return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, alpha=r.alpha, beta=r.beta,
                 lam=r.lam, bonus_threshold=r.bonus_threshold, veto_threshold=r.veto_threshold,
-                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype)
+                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype, gdpo_weights=tuple(r.gdpo_weights))
 
 
 def resolve_models(cfg: Config) -> tuple[str, str | None]:
@@ -83,36 +99,89 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
     return policy, reward
 
 
-# roles the loop drives one replica of; more replicas are planned (`promedical plan`) but not started
-SINGLE_REPLICA_ROLES = ("policy", "reference", "reward")
+def _policy_rank_kwargs(cfg: Config, model_path: str, plan):
+    """Per-rank Policy arguments: rank, world size and the rendezvous on rank 0's node."""
+    from promedical.deploy.placement import bundle_address
+
+    base = policy_kwargs(cfg, model_path)
+    ranks = [s for s in plan.slots if s.role == "policy"]
+    found: dict[str, tuple[str, int]] = {}
+
+    def kwargs(slot, pgs) -> dict[str, Any]:
+        if len(ranks) == 1:
+            return base
+        if "rank0" not in found:
+            found["rank0"] = bundle_address(pgs, ranks[0])
+        addr, port = found["rank0"]
+        return dict(base, rank=slot.replica, world_size=len(ranks), master_addr=addr, master_port=port)
+    return kwargs
+
+
+def _generator_replica_kwargs(cfg: Config, model_path: str, plan):
+    """Per-replica Generator arguments: its index, and on CPU its own slice of its node's cores."""
+    import ray
+
+    base = generator_kwargs(cfg, model_path)
+    replicas = [s for s in plan.slots if s.role == "generator"]
+
+    def kwargs(slot, pgs) -> dict[str, Any]:
+        out = dict(base, replica=slot.replica)
+        if cfg.generator.omp_threads_bind == "auto" and len(replicas) > 1:
+            nodes = {s.replica: ray.util.placement_group_table(pgs[s.group])["bundles_to_node_id"][s.bundle]
+                     for s in replicas}
+            here = [r for r, n in sorted(nodes.items()) if n == nodes[slot.replica]]
+            out["omp_threads_bind"] = f"share:{here.index(slot.replica)}/{len(here)}"
+        return out
+    return kwargs
 
 
 def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
                 role_classes: dict[str, type] | None = None):
-    """Plan placement, reserve one Ray placement group per bundle group, start each replica in its bundle.
+    """Plan placement, reserve one Ray placement group per bundle group, start each replica in its
+    bundle, and wrap each role's replicas in its group handle (actors/groups.py).
 
     `role_classes` substitutes the class of a role (same constructor keywords), e.g. an instrumented
     subclass in a test.
     """
     from promedical.actors.generator import Generator
+    from promedical.actors.groups import Columns, GeneratorGroup, PolicyGroup, PoolGroup, StepBatch
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
     from promedical.actors.reward_model import RewardModel
     from promedical.rollout.loop import Roles
+    from promedical.storage.schema import REWARD_FIELDS
 
     plan = make_plan(cfg.placement, cfg.generator.replicas)
-    for role in SINGLE_REPLICA_ROLES:
-        replicas = sum(1 for s in plan.slots if s.role == role)
-        if replicas != 1:
-            raise UserError(f"placement.roles.{role}.replicas={replicas}: training runs one {role} replica "
-                            f"(multi-rank {role} is not built yet); set it to 1 to train, "
-                            f"use `promedical plan` to lay out larger clusters")
-    classes = {"policy": (Policy, policy_kwargs(cfg, policy_path)),
+    classes = {"policy": (Policy, _policy_rank_kwargs(cfg, policy_path, plan)),
                "reference": (Reference, reference_kwargs(cfg, policy_path)),
                "reward": (RewardModel, reward_kwargs(cfg, reward_path)),
-               "generator": (Generator, generator_kwargs(cfg, policy_path))}
+               "generator": (Generator, _generator_replica_kwargs(cfg, policy_path, plan))}
     for role, cls in (role_classes or {}).items():
         classes[role] = (cls, classes[role][1])
-    handles, _groups = place_actors(plan, classes, cfg.placement.timeout_s)
-    return Roles(policy=handles["policy"][0], reference=handles["reference"][0],
-                 reward=handles["reward"][0], generators=handles["generator"])
+    handles, pgs = place_actors(plan, classes, cfg.placement.timeout_s)
+    policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches)
+    generators = GeneratorGroup(handles["generator"])
+    return Roles(policy=policy, generators=generators,
+                 reference=PoolGroup("reference", handles["reference"], "logprobs", ["reference_seconds"]),
+                 reward=PoolGroup("reward", handles["reward"], "score", [f.name for f in REWARD_FIELDS]),
+                 sync=weight_syncer(cfg, plan, pgs, policy, generators),
+                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows)), step_batch=StepBatch)
+
+
+def weight_syncer(cfg: Config, plan, pgs, policy, generators):
+    """The weight-sync method `placement.weight_sync` names (auto: by device and placement), timed out."""
+    import torch
+
+    from promedical.actors.weight_sync import NcclBroadcastSync, NcclGroup, SYNC_METHODS, Syncer, choose_method
+    from promedical.deploy.placement import bundle_address
+
+    slot = {(s.role, s.replica): s for s in plan.slots}
+    shared = slot[("policy", 0)].group == slot[("generator", 0)].group
+    method = choose_method(cfg.placement.weight_sync, cuda=torch.cuda.is_available(),
+                           generator_shares_policy_bundle=shared)
+    if method == "nccl":
+        host, port = bundle_address(pgs, slot[("policy", 0)])
+        impl = NcclBroadcastSync(policy, generators, NcclGroup(host, port, 1 + len(generators.handles)))
+    else:
+        impl = SYNC_METHODS[method](policy=policy, generators=generators)
+    return Syncer(impl, cfg.generator.sync_timeout_s)

@@ -367,16 +367,50 @@ def release_placement_groups() -> None:
         time.sleep(0.05)
 
 
-def place_actors(plan: Plan, classes: dict[str, tuple[type, dict[str, Any]]],
+def place_actors(plan: Plan, classes: dict[str, tuple[type, Any]],
                  timeout_s: float) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """Start every slot's actor (`classes[role]` = (class, kwargs)) in its bundle; (handles, groups)."""
-    import ray
+    """Start every slot's actor in its bundle; (handles by role, placement groups by group name).
 
+    `classes[role]` = (class, kwargs), where kwargs is a dict for every replica or a function
+    (slot, placement groups) -> dict for per-replica arguments (ranks, core binding).
+    """
     release_placement_groups()
     pgs = create_placement_groups(plan, timeout_s)
     _LIVE_GROUPS.extend(pgs.values())
     handles: dict[str, list[Any]] = {role: [] for role in ROLES}
     for slot in plan.slots:
-        cls, kwargs = classes[slot.role]
-        handles[slot.role].append(ray.remote(cls).options(**actor_options(slot, pgs[slot.group])).remote(**kwargs))
+        handles[slot.role].append(start_actor(slot, classes[slot.role], pgs))
     return handles, pgs
+
+
+def start_actor(slot: ActorSlot, cls_kwargs: tuple[type, Any], pgs: dict[str, Any]) -> Any:
+    """One actor in `slot`'s bundle (also how a dead replica is replaced in place)."""
+    import ray
+
+    from promedical.deploy.actor_logs import log_options
+
+    cls, kwargs = cls_kwargs
+    kwargs = kwargs(slot, pgs) if callable(kwargs) else kwargs
+    options = actor_options(slot, pgs[slot.group]) | log_options(slot.role, slot.replica)  # deploy/actor_logs.py
+    return ray.remote(cls).options(**options).remote(**kwargs)
+
+
+def bundle_address(pgs: dict[str, Any], slot: ActorSlot) -> tuple[str, int]:
+    """(IP, free TCP port) on the node that holds `slot`'s bundle: a rendezvous for a rank group."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.util.placement_group_table(pgs[slot.group])["bundles_to_node_id"][slot.bundle]
+    probe = ray.remote(_address_here).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
+    return ray.get(probe.remote(), timeout=60)
+
+
+def _address_here() -> tuple[str, int]:
+    import socket
+
+    import ray
+    ip = ray.util.get_node_ip_address()
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return ip, s.getsockname()[1]

@@ -71,6 +71,9 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset or 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+ROLLOUT_WRITE_TIMEOUT_S = 120.0   # one step's Arrow file; far longer means the object store is stuck
+
+
 def _settings(cfg: Config):
     from promedical.rollout.loop import LoopSettings
     return LoopSettings(steps=cfg.rollout.steps, prompts_per_step=cfg.rollout.prompts_per_step,
@@ -103,6 +106,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
 
     `console` (deploy/console.py) shows the progress; by default plain lines, live on a terminal.
     """
+    from promedical.actors.groups import save_rollouts, wait_all
     from promedical.deploy.actor_logs import route_actor_logs
     from promedical.deploy.build import build_roles, resolve_models, start_ray
     from promedical.deploy.console import Console
@@ -136,9 +140,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
 
     def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
         if evaluate:                         # held-out metrics join this step's event
-            metrics.update(evaluate(step, roles.generators[0]))
-        if cfg.run.save_rollouts:
-            run.write_rollouts(step, batch)
+            metrics.update(evaluate(step, roles.generators.handles[0]))
+        if cfg.run.save_rollouts:            # assembled and written beside the driver, not through it
+            wait_all([save_rollouts(str(run.rollout_path(step)), batch)], timeout_s=ROLLOUT_WRITE_TIMEOUT_S)
         log.append(metrics)
         for sink in sinks:
             sink.write(metrics)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from promedical.actors.generator import PromptRequest
+from promedical.actors.interfaces import PromptRequest
 
 EVAL_SEED = 0
 MAX_PROMPT_TOKENS = 1024       # PubMedQA abstracts need ~300-700; longer prompts are cut from the left

@@ -13,23 +13,21 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import ray
 
-from promedical.rollout.loop import InFlight, LoopState, Roles, finish_inflight, sync_weights, wait_sync
+from promedical.actors.groups import GeneratorGroup
+from promedical.actors.interfaces import PromptRequest
+from promedical.rollout.loop import InFlight, LoopState, Roles, finish_inflight
 from promedical.rollout.prompts import PromptSource, SourceState
 from promedical.storage.checkpoints import Checkpoints
-from promedical.storage.run_dir import atomic_write_bytes
+from promedical.storage.run_dir import atomic_write_bytes, write_batch_file
 
 
 def save(checkpoints: Checkpoints, state: LoopState, source: PromptSource, roles: Roles) -> Path:
     partial = checkpoints.begin(state.step)
-    ray.get(roles.policy.save.remote(str(partial)))
+    roles.policy.call_all("save", str(partial))     # every rank writes its ZeRO partition
     buffer = []
-    for k, (flight, batch) in enumerate(finish_inflight(state.inflight)):
-        sink = pa.BufferOutputStream()
-        with ipc.new_file(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        atomic_write_bytes(partial / f"buffer_{k}.arrow", sink.getvalue().to_pybytes())
+    for k, (flight, batch) in enumerate(finish_inflight(roles, state.inflight)):
+        write_batch_file(partial / f"buffer_{k}.arrow", batch)
         buffer.append({"file": f"buffer_{k}.arrow", "version": flight.version,
                        "prompts": [[gid, rec.prompt_id] for gid, rec in flight.prompts]})
     manifest = {"step": state.step, "version": state.version, "source": vars(source.state), "buffer": buffer}
@@ -37,18 +35,22 @@ def save(checkpoints: Checkpoints, state: LoopState, source: PromptSource, roles
     return checkpoints.commit(state.step, partial)
 
 
-def restore(path: Path, source: PromptSource, roles: Roles, sync_timeout_s: float) -> LoopState:
+def restore(path: Path, source: PromptSource, roles: Roles) -> LoopState:
     """Load `path` into the actors and the source; returns the state to continue from."""
     manifest = json.loads((path / "state.json").read_text())
-    version = ray.get(roles.policy.restore.remote(str(path)))
-    if version != manifest["version"]:
-        raise RuntimeError(f"{path}: policy version {version} != manifest version {manifest['version']}")
-    wait_sync(sync_weights(roles, version), sync_timeout_s, version)
+    versions = roles.policy.call_all("restore", str(path))
+    if set(versions) != {manifest["version"]}:
+        raise RuntimeError(f"{path}: policy rank versions {versions} != manifest version {manifest['version']}")
+    version = versions[0]
+    roles.sync.wait(roles.sync.start(version))
     source.state = SourceState(**manifest["source"])
     rubrics = source.rubrics()
     inflight: deque[InFlight] = deque()
     for item in manifest["buffer"]:
         batch = ipc.open_file(pa.memory_map(str(path / item["file"]))).read_all().combine_chunks().to_batches()[0]
         prompts = [(int(gid), rubrics[pid]) for gid, pid in item["prompts"]]
-        inflight.append(InFlight(parts=[ray.put(batch)], version=int(item["version"]), prompts=prompts))
+        requests = [PromptRequest(r.prompt_id, gid, tuple((m.role, m.content) for m in r.messages))
+                    for gid, r in prompts]
+        inflight.append(InFlight(generated=GeneratorGroup.restored(batch, requests), version=int(item["version"]),
+                                 prompts=prompts))
     return LoopState(step=int(manifest["step"]), version=version, inflight=inflight)

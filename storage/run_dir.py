@@ -26,6 +26,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_batch_file(path: Path, batch: pa.RecordBatch) -> Path:
+    """One record batch as an Arrow IPC file, written atomically."""
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -50,14 +59,12 @@ class RunDir:
         self.rollouts_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.config_path, config_yaml.encode())
 
+    def rollout_path(self, step: int) -> Path:
+        return self.rollouts_dir / f"step_{step:06d}.arrow"
+
     def write_rollouts(self, step: int, batch: pa.RecordBatch) -> Path:
         check_complete(batch)
-        path = self.rollouts_dir / f"step_{step:06d}.arrow"
-        sink = pa.BufferOutputStream()
-        with ipc.new_file(sink, ROLLOUT_SCHEMA) as writer:
-            writer.write_batch(batch)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
-        return path
+        return write_batch_file(self.rollout_path(step), batch)
 
     def read_rollouts(self) -> pa.Table:
         """Every stored rollout row of the run, in step order."""

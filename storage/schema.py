@@ -25,7 +25,12 @@ GENERATION_FIELDS: list[pa.Field] = [
     pa.field("behaviour_logprobs", _F32_LIST),        # (T,) log p of each sampled token under the generator
     pa.field("policy_version", pa.int64()),           # policy version whose weights generated the row
     pa.field("generate_seconds", pa.float32()),       # wall time of the generate call that made the row
+    pa.field("generator_replica", pa.int32()),        # index of the generator replica that made the row
 ]
+
+# The generation columns the driver reads (a few bytes per row); the rest stays in the object store.
+SUMMARY_COLUMNS = ["prompt_id", "group_id", "sample_index", "response_length", "finish_reason",
+                   "policy_version", "generate_seconds", "generator_replica"]
 
 # Columns written by the reward actor.
 REWARD_FIELDS: list[pa.Field] = [
@@ -93,3 +98,12 @@ def columns_batch(fields: list[pa.Field], columns: dict[str, object]) -> pa.Reco
                          f"unexpected {sorted(set(columns) - names)}")
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name], type=f.type) for f in fields],
                                       schema=pa.schema(fields))
+
+
+def gather_rows(pieces: list[pa.RecordBatch], where, rows) -> pa.RecordBatch:
+    """Rows `rows` (global indices) of columns held as `pieces`; global row i is row `where[i]` of
+    the pieces' concatenation. Schema of the pieces, rows in the order asked."""
+    import numpy as np
+
+    whole = pa.concat_batches(pieces) if len(pieces) > 1 else pieces[0]
+    return whole.take(pa.array(np.asarray(where)[np.asarray(rows, dtype=np.int64)], type=pa.int64()))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from ray import cloudpickle as ray_cloudpickle
 
-from promedical.actors.generator import Generator, PromptRequest
+from promedical.actors.generator import Generator
+from promedical.actors.interfaces import PromptRequest
 from promedical.actors.policy import Policy
 from promedical.deploy.build import build_roles, resolve_models
 from promedical.deploy.config import load_config

@@ -34,7 +34,7 @@ def _place(ray, overrides: list[str]) -> dict[str, list[tuple]]:
 
 @pytest.mark.parametrize("strategy, groups", [("colocated", 1), ("split", 4)])
 def test_tiny_preset_places_all_roles_on_the_local_node_in_turn(local_ray, strategy, groups):
-    # the second build in this process must first release the first one's two reserved cores
+    # the second build in this process must first release the first one's reserved core
     found = _place(local_ray, [f"placement.strategy={strategy}"])
     spots = [spot for role in ROLES for spot in found[role]]
     assert len(spots) == 4 and len({node for node, _, _ in spots}) == 1
@@ -42,8 +42,8 @@ def test_tiny_preset_places_all_roles_on_the_local_node_in_turn(local_ray, strat
 
 
 def test_more_than_two_cores_of_roles_is_refused_at_once(local_ray):
-    with pytest.raises(UserError, match=r"total CPU 3\.5.*Available: .*CPU 2"):
-        _place(local_ray, ["generator.replicas=4"])
+    with pytest.raises(UserError, match=r"total CPU 2\.75.*Available: .*CPU 2"):
+        _place(local_ray, ["generator.replicas=8"])
 
 
 def test_plan_cli_reads_the_free_resources_of_a_running_cluster(local_ray):
@@ -52,7 +52,7 @@ def test_plan_cli_reads_the_free_resources_of_a_running_cluster(local_ray):
     cmd = [sys.executable, "-m", "promedical.deploy.cli", "plan", "--config", "tiny", "--address", address]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "colocated: 1 bundles in 1 placement group(s), total CPU 2" in done.stdout
+    assert "colocated: 1 bundles in 1 placement group(s), total CPU 1" in done.stdout
     assert "(free resources)" in done.stdout
-    refused = subprocess.run(cmd + ["--set", "generator.replicas=4"], capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(cmd + ["--set", "generator.replicas=8"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Available:" in refused.stderr and "CPU 2" in refused.stderr

@@ -13,7 +13,8 @@ TOLERANCE = 2e-3
 @pytest.fixture(scope="module")
 def actors(local_ray):
     import ray
-    from promedical.actors.generator import Generator, PromptRequest
+    from promedical.actors.generator import Generator
+from promedical.actors.interfaces import PromptRequest
     from promedical.actors.models import resolve_model
     from promedical.actors.policy import Policy
 

@@ -1,0 +1,301 @@
+"""Role groups: N Ray actors of one role behind one handle, for the driver loop.
+
+A group dispatches a step's rows across its replicas (whole GRPO groups, balanced by tokens), gathers
+the results in row order and names the replica in every error; every wait has a timeout. Batches stay
+in Ray's object store: a group passes object references on, the driver fetches only the small
+columns it needs (`Rollouts.summary`, the reward columns), and each replica assembles the rows it
+needs itself (`storage.schema.gather_rows`).
+
+    GeneratorGroup  replicas sharing the prompt queue: generate(requests) -> Generated
+    PoolGroup       reward or reference replicas: start(rollouts) -> Scored (columns by reference)
+    PolicyGroup     data-parallel DeepSpeed ranks of one torch.distributed group: train_step(step)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from promedical.actors.interfaces import PromptRequest, RankShare
+from promedical.actors.sharding import positions, rank_shares, split_groups
+from promedical.storage.schema import SUMMARY_COLUMNS, gather_rows, merge_columns
+
+
+class ReplicaError(RuntimeError):
+    """A replica failed or did not answer; the message names the role, the replica and the cause."""
+
+    def __init__(self, role: str, replica: int, message: str, cause: str = "failed") -> None:
+        super().__init__(f"{role} replica {replica}: {message}")
+        self.role, self.replica, self.cause = role, replica, cause
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def gather(role: str, refs: Sequence[tuple[int, Any]], timeout_s: float, what: str) -> list[Any]:
+    """Values of (replica, ref) pairs in order; ReplicaError for the first late or failed replica."""
+    if not refs:
+        return []
+    plain = [ref for _, ref in refs]
+    _, late = ray.wait(plain, num_returns=len(plain), timeout=timeout_s)
+    for replica, ref in refs:
+        if ref in late:
+            raise ReplicaError(role, replica, f"no answer to {what} within {timeout_s:g}s "
+                                              f"(set by {role} timeout in config)", cause="hung")
+    out = []
+    for replica, ref in refs:
+        try:
+            out.append(ray.get(ref))
+        except ray.exceptions.RayError as exc:
+            dead = isinstance(exc, (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError))
+            raise ReplicaError(role, replica, f"{what} failed: {_last_line(exc)}",
+                               cause="died" if dead else "failed") from exc
+    return out
+
+
+@dataclass
+class Columns:
+    """Some columns of a step's N rows, held as pieces (object refs); global row i is row `where[i]`
+    of the pieces' concatenation."""
+
+    pieces: list[Any]
+    where: np.ndarray
+
+
+def _assemble(sources: list[tuple[int, np.ndarray]], rows: np.ndarray, *pieces: pa.RecordBatch) -> pa.RecordBatch:
+    """Inside a worker: the given rows of every source, joined column-wise (refs arrive resolved)."""
+    parts, start = [], 0
+    for count, where in sources:
+        parts.append(gather_rows(list(pieces[start:start + count]), where, rows))
+        start += count
+    return merge_columns(parts[0], *parts[1:])
+
+
+def shipment(sources: list[Columns], rows: np.ndarray) -> tuple[list, list[Any]]:
+    """(`_assemble`'s leading arguments, the piece refs) that let a worker build `rows` of `sources`."""
+    return [[(len(c.pieces), c.where) for c in sources], np.asarray(rows, dtype=np.int64)], \
+        [p for c in sources for p in c.pieces]
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def _generate(actor: Any, requests: list[PromptRequest], group_size: int) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    batch = actor.generate(requests, group_size)
+    return batch, batch.select(SUMMARY_COLUMNS)
+
+
+@dataclass
+class Generated:
+    """One batch being generated: per replica call, its requests and (batch, summary) refs."""
+
+    requests: list[list[PromptRequest]]
+    replicas: list[int]
+    batches: list[Any]
+    summaries: list[Any]
+
+
+@dataclass
+class Rollouts:
+    """A generated batch: generation columns by reference, the small summary columns fetched."""
+
+    generation: Columns
+    summary: pa.RecordBatch
+
+    @property
+    def num_rows(self) -> int:
+        return self.summary.num_rows
+
+
+@dataclass
+class GeneratorGroup:
+    handles: list[Any]
+    timeout_s: float = 600.0
+    role: str = "generator"
+
+    def generate(self, requests: list[PromptRequest], group_size: int) -> Generated:
+        """Split the prompts over the replicas (contiguous shares, row order kept); returns at once."""
+        shares = [list(s) for s in np.array_split(np.arange(len(requests)), len(self.handles)) if len(s)]
+        out = Generated([], [], [], [])
+        for replica, share in enumerate(shares):
+            reqs = [requests[i] for i in share]
+            batch, summary = self.handles[replica].__ray_call__.options(num_returns=2).remote(
+                _generate, reqs, group_size)
+            out.requests.append(reqs)
+            out.replicas.append(replica)
+            out.batches.append(batch)
+            out.summaries.append(summary)
+        return out
+
+    def collect(self, generated: Generated) -> Rollouts:
+        """Wait for the batch; fetch only its summary columns."""
+        pairs = list(zip(generated.replicas, generated.summaries))
+        summaries = gather(self.role, pairs, self.timeout_s, "generate")
+        summary = pa.concat_batches(summaries) if len(summaries) > 1 else summaries[0]
+        return Rollouts(Columns(list(generated.batches), np.arange(summary.num_rows)), summary)
+
+    def fetch(self, generated: Generated) -> pa.RecordBatch:
+        """The whole generated batch (for a checkpoint of the rollouts not yet trained on)."""
+        batches = gather(self.role, list(zip(generated.replicas, generated.batches)), self.timeout_s, "generate")
+        return pa.concat_batches(batches) if len(batches) > 1 else batches[0]
+
+    @staticmethod
+    def restored(batch: pa.RecordBatch, requests: list[PromptRequest]) -> Generated:
+        """A batch read back from a checkpoint, as if just generated."""
+        return Generated([requests], [0], [ray.put(batch)], [ray.put(batch.select(SUMMARY_COLUMNS))])
+
+
+# ----------------------------------------------------------------------------- reward and reference
+
+
+def _on_rows(actor: Any, method: str, small: list[str], kwargs: dict, sources, rows, *pieces):
+    batch = _assemble(sources, rows, *pieces)
+    result = getattr(actor, method)(batch, **kwargs)
+    return result, result.select(small)
+
+
+@dataclass
+class Scored:
+    """New columns being computed by a pool: by reference, plus the refs of their small columns."""
+
+    role: str
+    columns: Columns
+    replicas: list[int]
+    smalls: list[Any]
+    timeout_s: float
+
+    def small(self) -> pa.RecordBatch:
+        """Wait for every replica; the small columns in global row order."""
+        parts = gather(self.role, list(zip(self.replicas, self.smalls)), self.timeout_s, "scoring")
+        whole = pa.concat_batches(parts) if len(parts) > 1 else parts[0]
+        return whole.take(pa.array(self.columns.where, type=pa.int64()))
+
+
+@dataclass
+class PoolGroup:
+    """Reward or reference replicas: each scores whole groups of the batch; results merged by row."""
+
+    role: str
+    handles: list[Any]
+    method: str                       # "score" (reward) or "logprobs" (reference)
+    small_columns: list[str]          # what the driver reads back
+    timeout_s: float = 600.0
+
+    def start(self, rollouts: Rollouts, **kwargs: Any) -> Scored:
+        summary = rollouts.summary
+        shards = split_groups(summary.column("group_id").to_pylist(),
+                              summary.column("response_length").to_pylist(), len(self.handles))
+        shards = [(r, s) for r, s in enumerate(shards) if s]
+        pieces, smalls = [], []
+        for replica, rows in shards:
+            lead, refs = shipment([rollouts.generation], np.asarray(rows))
+            piece, small = self.handles[replica].__ray_call__.options(num_returns=2).remote(
+                _on_rows, self.method, self.small_columns, kwargs, *lead, *refs)
+            pieces.append(piece)
+            smalls.append(small)
+        where = positions([rows for _, rows in shards], rollouts.num_rows)
+        return Scored(self.role, Columns(pieces, where), [r for r, _ in shards], smalls, self.timeout_s)
+
+
+# ----------------------------------------------------------------------------- policy ranks
+
+
+def _train_rank(actor: Any, share: RankShare, sources, rows, *pieces) -> dict[str, float]:
+    return actor.train_step(_assemble(sources, rows, *pieces), share)
+
+
+@dataclass
+class StepBatch:
+    """Everything the policy trains on in one step, by reference: generation, reward, reference and
+    the driver's training columns, each with its own row layout."""
+
+    sources: list[Columns]
+    num_rows: int
+    summary: pa.RecordBatch
+    driver_bytes: int = 0              # bytes the driver fetched or sent for this step
+
+
+@dataclass
+class PolicyGroup:
+    """N data-parallel DeepSpeed ranks; rank 0's weights are the policy's."""
+
+    handles: list[Any]
+    zero_stage: int
+    mini_batches: int
+    timeout_s: float = 1800.0
+    role: str = "policy"
+
+    def train_step(self, step: StepBatch, seed: int) -> dict[str, float]:
+        """Each rank trains on its share of every mini-batch; returns the whole batch's statistics."""
+        summary = step.summary
+        shares = rank_shares(summary.column("group_id").to_pylist(), summary.column("response_length").to_pylist(),
+                             mini_batches=self.mini_batches, ranks=len(self.handles), seed=seed)
+        refs = []
+        for rank, (rows, share) in enumerate(shares):
+            lead, pieces = shipment(step.sources, np.asarray(rows))
+            refs.append((rank, self.handles[rank].__ray_call__.remote(_train_rank, share, *lead, *pieces)))
+        reports = gather(self.role, refs, self.timeout_s, "train_step")
+        return combine_reports(reports)
+
+    def export_refs(self) -> Any:
+        """Ref of rank 0's exported weights; every rank joins the gather of ZeRO-3 partitions."""
+        callers = self.handles if self.zero_stage == 3 else self.handles[:1]
+        refs = [h.export_weights.remote() for h in callers]
+        return refs[0]
+
+    def call_all(self, method: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
+        """`method` on every rank (collective calls: save, restore); results by rank."""
+        refs = [(k, getattr(h, method).remote(*args)) for k, h in enumerate(self.handles)]
+        return gather(self.role, refs, timeout_s or self.timeout_s, method)
+
+
+# what every rank reports alike (taken from rank 0); every other statistic is a rank's part of the
+# whole batch's value (summed over ranks)
+GLOBAL_KEYS = ("grad_norm", "lr")
+
+
+def combine_reports(reports: list[dict[str, float]]) -> dict[str, float]:
+    """Ranks' reports -> the whole batch's: parts summed, global values from rank 0, the slowest rank's time."""
+    out = {k: (v if k in GLOBAL_KEYS else float(sum(r[k] for r in reports))) for k, v in reports[0].items()}
+    out["train_seconds"] = max(r["train_seconds"] for r in reports)
+    return out
+
+
+def save_rollouts(path: str, step: StepBatch) -> Any:
+    """Write the step's whole batch to `path` from a task on this (the driver's) node; returns its ref.
+
+    The rows are assembled in the object store, so they never pass through the driver process.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    lead, pieces = shipment(step.sources, np.arange(step.num_rows))
+    task = ray.remote(_write_rollouts).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
+    return task.remote(path, *lead, *pieces)
+
+
+def _write_rollouts(path: str, sources, rows, *pieces) -> str:
+    from pathlib import Path
+
+    from promedical.storage.run_dir import write_batch_file
+    from promedical.storage.schema import check_complete
+
+    batch = _assemble(sources, rows, *pieces)
+    check_complete(batch)
+    write_batch_file(Path(path), batch)
+    return path
+
+
+def wait_all(refs: list[Any], timeout_s: float) -> None:
+    """Block until `refs` are done (e.g. rollout writes), or raise saying how many are late."""
+    if refs:
+        _, late = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        if late:
+            raise TimeoutError(f"{len(late)} of {len(refs)} rollout writes not done within {timeout_s:g}s")
+        ray.get(refs)
