@@ -48,11 +48,16 @@ def split_response(query: str, prompt: str) -> str:
 
 def parse_request(body: dict[str, Any], lookup: RubricLookup) -> tuple[list[str], list[str]]:
     """(prompt_ids, responses) of a request; ValueError naming the first bad item."""
+    if not isinstance(body, dict):
+        raise ValueError(f"the body must be a JSON object with 'query', 'prompts' and 'labels', "
+                         f"not a JSON {type(body).__name__}")
     queries = body.get("query")
     if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
         raise ValueError("'query' must be a list of strings")
     prompts = body.get("prompts") or [""] * len(queries)
     labels = body.get("labels") or [None] * len(queries)
+    if not isinstance(prompts, list) or not isinstance(labels, list):
+        raise ValueError("'prompts' and 'labels' must be lists, one item per query")
     if len(prompts) != len(queries) or len(labels) != len(queries):
         raise ValueError("'query', 'prompts' and 'labels' must have the same length")
     ids, responses = [], []
@@ -78,12 +83,16 @@ def make_handler(scorer: Scorer, lookup: RubricLookup, lock: threading.Lock) -> 
         def do_POST(self) -> None:  # noqa: N802 (http.server naming)
             if self.path.rstrip("/") != "/get_reward":
                 return self._reply(404, {"error": "POST /get_reward"})
-            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.headers.get("Content-Length")
+            if raw is None or not raw.strip().isdigit():
+                return self._reply(411 if raw is None else 400, {"error": f"Content-Length {raw!r}: send the "
+                                                                          f"JSON body with its byte count"})
+            length = int(raw)
             if length > MAX_BODY_BYTES:
                 return self._reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
             try:
                 ids, responses = parse_request(json.loads(self.rfile.read(length)), lookup)
-            except (ValueError, AttributeError) as exc:
+            except ValueError as exc:          # json.JSONDecodeError and UnicodeDecodeError included
                 return self._reply(400, {"error": str(exc)})
             with lock:                     # one batched forward pass at a time
                 rewards, s1, s2, s3 = scorer(ids, responses)

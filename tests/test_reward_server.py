@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from promedical.actors.reward_model import RewardModel
-from promedical.deploy.commands.serve_rm import build_scorer
+from promedical.deploy.reward_serve import build_scorer
 from promedical.reward_model.rm_server import make_server, split_response
 from promedical.reward.rubric_io import load_records
 

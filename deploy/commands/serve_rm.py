@@ -1,7 +1,9 @@
-"""`promedical serve-rm`: the reward model behind OpenRLHF's remote reward-model HTTP protocol."""
+"""`promedical serve-rm`: the reward model behind OpenRLHF's remote reward-model HTTP protocol, on Ray Serve."""
 from __future__ import annotations
 
 import argparse
+
+from promedical.reward.aggregate import RewardShape
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,57 +13,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="minilm-ecir", help="model name or checkpoint dir (not for --grader rule)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--alpha", type=float, default=0.2)
-    p.add_argument("--beta", type=float, default=0.5)
-    p.add_argument("--lam", type=float, default=1.5)
+    p.add_argument("--alpha", type=float, default=RewardShape.alpha)
+    p.add_argument("--beta", type=float, default=RewardShape.beta)
+    p.add_argument("--lam", type=float, default=RewardShape.lam)
     p.add_argument("--aggregator", default="promedical")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="(response, criterion) triples per forward pass")
     p.add_argument("--max-length", type=int, default=192)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="trained grader weights (auto: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas, each with its own reward model")
+    p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica")
+    p.add_argument("--max-batch-requests", type=int, default=32,
+                   help="concurrent requests a replica scores in one call")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="how long a replica waits for more requests before scoring")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="a request not scored by then gets HTTP 504")
+    p.add_argument("--address", default="", help="Ray cluster address, or 'auto' (default: a private local Ray)")
     p.set_defaults(func=run)
 
 
-def build_scorer(args: argparse.Namespace, rubrics: dict):
-    """A function (prompt_ids, responses) -> (rewards, s1, s2, s3) over the RewardModel role."""
-    import pyarrow as pa
-
-    from promedical.actors.reward_model import RewardModel
+def settings(args: argparse.Namespace):
+    from promedical.deploy.reward_serve import ServeSettings
     from promedical.errors import UserError
-    from promedical.reward.aggregate import AGGREGATORS, RewardShape
-    from promedical.reward_model.models import resolve_reward_model
-    from promedical.reward_model.rm_server import scores_columns
 
-    problems = RewardShape(alpha=args.alpha, beta=args.beta, lam=args.lam).problems()
-    if problems:
-        raise UserError(f"--alpha/--beta/--lam: {problems[0]}")
-    if args.aggregator not in AGGREGATORS:
-        raise UserError(f"--aggregator {args.aggregator!r}: choose one of {sorted(AGGREGATORS)}")
-    model_path = None if args.grader == "rule" else resolve_reward_model(args.model)
-    role = RewardModel(grader=args.grader, model_path=model_path, aggregator=args.aggregator, alpha=args.alpha,
-                       beta=args.beta, lam=args.lam, bonus_threshold=0.5, veto_threshold=0.5,
-                       batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
-                       dtype=args.dtype)
-
-    def scorer(prompt_ids: list[str], responses: list[str]):
-        batch = pa.RecordBatch.from_pydict({"prompt_id": prompt_ids, "response_text": responses})
-        out = role.score(batch, rubrics)
-        return scores_columns({k: out.column(k).to_pylist() for k in ("reward", "s1", "s2", "s3")})
-
-    return scorer
+    for key in ("replicas", "max_batch_requests"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
+    if args.timeout_s <= 0 or args.batch_wait_ms < 0 or args.replica_cpus < 0:
+        raise UserError("--timeout-s must be > 0, --batch-wait-ms and --replica-cpus >= 0")
+    return ServeSettings(replicas=args.replicas, replica_cpus=args.replica_cpus,
+                         max_batch_requests=args.max_batch_requests, batch_wait_s=args.batch_wait_ms / 1000,
+                         timeout_s=args.timeout_s)
 
 
 def run(args: argparse.Namespace) -> int:
-    from promedical.reward_model.rm_server import make_server
+    import time
+
+    from promedical.deploy import reward_serve
     from promedical.reward.rubric_io import load_records
 
-    rubrics = {r.prompt_id: r for r in load_records(args.rubrics)}
-    server = make_server(build_scorer(args, rubrics), rubrics, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"serving {len(rubrics)} rubrics at http://{host}:{port}/get_reward (Ctrl-C stops)", flush=True)
+    rubrics = {r.prompt_id: r for r in load_records(args.rubrics)}      # bad input fails before Ray starts
+    spec = reward_serve.ScorerSpec.of(args)
+    url = reward_serve.start(spec, args.rubrics, settings(args), args.host, args.port, args.address)
+    print(f"serving {len(rubrics)} rubrics at {url} with {args.replicas} replica(s); "
+          f"health: GET {url.rsplit('/', 1)[0]}/health (Ctrl-C stops)", flush=True)
     try:
-        server.serve_forever()
+        while True:
+            time.sleep(3600)
     finally:
-        server.server_close()
-    return 0
+        reward_serve.stop()
