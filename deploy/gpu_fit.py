@@ -70,15 +70,20 @@ def model_shape(path_key: str, path: str, shape_key: str, shape: str) -> ModelSh
 # ----------------------------------------------------------------------------- where each slot lands
 
 
-def _seat(gpus: float, room: dict[int, float]) -> list[int]:
-    """GPU indices (of its bundle's `room`, reduced here) that a replica asking `gpus` takes, first fit."""
+def _seat(gpus: float, room: dict[int, float]) -> list[int] | None:
+    """GPU indices (of its bundle's `room`, reduced here) that a replica asking `gpus` takes, first fit;
+    None when no GPU of the bundle has that much left (Ray would leave the actor pending)."""
     if gpus <= 0:
         return []
     if gpus < 1:
-        i = next(i for i, free in room.items() if free >= gpus - 1e-9)
+        i = next((i for i, free in room.items() if free >= gpus - 1e-9), None)
+        if i is None:
+            return None
         room[i] -= gpus
         return [i]
     whole = [i for i, free in room.items() if free >= 1 - 1e-9][:int(gpus)]
+    if len(whole) < gpus:
+        return None
     for i in whole:
         room[i] = 0.0
     return whole
@@ -97,7 +102,13 @@ def slot_gpus(plan: Plan, assignment: dict[tuple[str, int], str],
             room = {i: before[i] - after for i, after in enumerate(node.gpu_free) if after < before[i] - 1e-12}
             for s in plan.slots:
                 if s.group == group and s.bundle == b:
-                    out[(s.role, s.replica)] = [(node.name, i) for i in _seat(s.resources.gpus, room)]
+                    seat = _seat(s.resources.gpus, room)
+                    if seat is None:
+                        raise UserError(f"placement: {s.role} replica {s.replica} asks {s.resources.gpus:g} GPU but "
+                                        f"no GPU of bundle {group}#{b} ({need.gpus:g} GPUs) has that much left "
+                                        f"after the replicas before it; a fraction must fit within one GPU, so "
+                                        f"adjust placement.roles.<role>.num_gpus of group {group!r}")
+                    out[(s.role, s.replica)] = [(node.name, i) for i in seat]
     return out
 
 

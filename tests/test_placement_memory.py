@@ -162,3 +162,13 @@ def test_scale_settings_that_hold_are_accepted():
                              "placement.strategy=split"])
     with pytest.raises(UserError, match="num_gpus=0.5; set num_gpus=2"):
         load_config("qwen3-8b", ["generator.tensor_parallel_size=2"])
+
+
+def test_fractions_that_cannot_share_a_bundles_gpus_are_refused():
+    # bundle of 2 GPUs: policy 0.75 -> GPU 0, reference 0.75 -> GPU 1, reward 0.5 fits neither (0.25 left each)
+    cfg, plan, nodes, assignment = _placed(["placement.roles.policy.num_gpus=0.75",
+                                            "placement.roles.reference.num_gpus=0.75",
+                                            "placement.roles.reward.num_gpus=0.5",
+                                            "placement.roles.generator.num_gpus=0"])
+    with pytest.raises(UserError, match=r"reward replica 0 asks 0\.5 GPU but no GPU of bundle shared#0"):
+        slot_gpus(plan, assignment, nodes)
