@@ -192,3 +192,23 @@ def test_malformed_instruction_file_is_one_line_with_file_and_line(tmp_path, cap
     assert code == 2
     assert err.count("\n") == 1 and f"{path}:3:" in err and expect in err
     assert not (tmp_path / "wb.sqlite").exists()          # nothing half-written
+
+
+def test_rounds_of_configurable_size_and_cli_counts(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"{kind} question {k}"}) + "\n"
+                            for k, kind in enumerate(["GOOD", "PROSE", "GOOD"])))
+    db = tmp_path / "wb.sqlite"
+    with stub_endpoint() as (url, _):
+        args = ["rubrics", "draft", str(path), str(db), "--judge-url", url, "--model", "stub", "--round-size", "2",
+                "--retries", "1", "--timeout-s", "2"]
+        assert main(args) == 0
+        assert main(args) == 0
+        assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "round 1: 2 drafts in 3 calls: ok=1, no_json=1"
+    assert out[1] == "1 instructions left; review this round, then run draft again"
+    assert out[2] == "round 2: 1 drafts in 1 calls: ok=1" and out[3] == "all instructions drafted"
+    assert out[4] == f"nothing left to draft: every instruction of {path} is in {db} (2 rounds)"
+    rounds = [r[0] for r in connect(db).execute("SELECT round FROM items ORDER BY id")]
+    assert rounds == [1, 1, 2]

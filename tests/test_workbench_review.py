@@ -12,6 +12,7 @@ from promedical.deploy.cli import main
 from promedical.reward.rubric_io import load_records
 from promedical.workbench.app import create_app
 from promedical.workbench.instructions import parse_line
+from promedical.workbench.report import collect
 from promedical.workbench.rounds import draft_round
 from promedical.workbench.store import add_reviewer, connect
 
@@ -192,6 +193,15 @@ def test_adjudication_is_blind_and_export_reveals_sources(tmp_path):
     alice.post("/api/adjudicate/1/vote", json={"criterion_id": "c0", "choice": "first" if first_is_x else "second"})
     assert alice.post("/api/adjudicate/1/vote", json={"criterion_id": "c3", "choice": "tie"}).json()["votes"]["c3"] == "tie"
     assert alice.post("/api/adjudicate/1/done").json()["pair_id"] is None
+    bob = client_for(db, tokens["bob"])
+    bob_first_is_x = bob.get("/api/adjudicate").json()["responses"][0].startswith("Yes")
+    bob.post("/api/adjudicate/1/vote", json={"criterion_id": "c0", "choice": "second" if bob_first_is_x else "first"})
+    bob.post("/api/adjudicate/1/vote", json={"criterion_id": "c3", "choice": "tie"})
+    bob.post("/api/adjudicate/1/done")
+    # On the scale a < tie < b: alice (a, tie), bob (b, tie). p_o = 0.5; marginals (.5, .5, 0) and (0, .5, .5):
+    # p_e = 0.25, kappa = 0.25 / 0.75; linear: observed 0.5 * 1, expected .125 + .25 + .125 = 0.5 -> 0.
+    figures = collect(connect(db))["adjudication_agreement"]
+    assert figures["n"] == 2 and figures["kappa"] == pytest.approx(1 / 3) and figures["weighted_kappa"] == pytest.approx(0)
     out, pairs_out = tmp_path / "rubrics.jsonl", tmp_path / "pairs_out.jsonl"
     assert main(["rubrics", "export", str(db), str(out), "--pairs-out", str(pairs_out)]) == 0
     assert main(["data", "validate", str(pairs_out)]) == 0
@@ -210,3 +220,34 @@ def test_bad_pairs_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{bad}:2: responses" in err
     assert connect(db).execute("SELECT COUNT(*) FROM pairs").fetchone()[0] == 0   # all or nothing
+
+
+def test_review_command_serves_on_loopback(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    db, tokens = make_db(tmp_path, n_items=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "promedical.deploy.cli", "rubrics", "review", str(db),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.time() + 60, None
+        while time.time() < deadline and status is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/review", timeout=2)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                time.sleep(0.3)
+        assert status == 401
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/review?token={tokens['bob']}", timeout=5) as page:
+            assert "Rubric review" in page.read().decode()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    assert f"bob: http://127.0.0.1:{port}/review?token={tokens['bob']}" in out

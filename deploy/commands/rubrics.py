@@ -88,6 +88,9 @@ def run_draft(args: argparse.Namespace) -> int:
     round_no, counts, left = draft_round(conn, instructions, _completer(args), seed=seed, embedder=embedder,
                                          round_size=args.round_size, few_shot=args.few_shot, retries=args.retries,
                                          double_review_every=args.double_review_every)
+    if not counts.attempts:
+        print(f"nothing left to draft: every instruction of {args.input} is in {args.db} ({round_no} rounds)")
+        return 0
     print(f"round {round_no}: {counts.summary()}")
     print(f"{left} instructions left; review this round, then run draft again" if left else "all instructions drafted")
     return 0
