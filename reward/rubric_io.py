@@ -100,5 +100,5 @@ def save_records(records: list[RubricRecord], path: str | Path) -> Path:
         return write_parquet(records, path)
     if path.suffix != ".jsonl":
         raise UserError(f"{path}: unknown output format; name it *.jsonl or *.parquet")
-    from promedical.reward.atomic import write_text_atomic
+    from promedical.storage.atomic import write_text_atomic
     return write_text_atomic(path, dumps_jsonl(records))

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from promedical.reward.atomic import write_atomic
+from promedical.storage.atomic import write_atomic
 from promedical.reward.rubric import RubricRecord
 from promedical.reward.rubric_rows import collect_records, record_to_dict
 

@@ -19,7 +19,8 @@ from promedical.actors.interfaces import PromptRequest
 from promedical.rollout.loop import InFlight, LoopState, Roles, finish_inflight
 from promedical.rollout.prompts import PromptSource, SourceState
 from promedical.storage.checkpoints import Checkpoints
-from promedical.storage.run_dir import atomic_write_bytes, write_batch_file
+from promedical.storage.atomic import atomic_write_bytes
+from promedical.storage.run_dir import write_batch_file
 
 
 def save(checkpoints: Checkpoints, state: LoopState, source: PromptSource, roles: Roles) -> Path:

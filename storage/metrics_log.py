@@ -48,6 +48,17 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
     return events, offset + consumed
 
 
+def truncate_before(path: str | Path, step: int) -> int:
+    """Keep the step events before `step` and drop the rest and every marker (a resumed run redoes them
+    and writes its own run_end); the file is replaced atomically. The number of events kept."""
+    from promedical.storage.atomic import atomic_write_bytes
+
+    events, _ = read_events(path)
+    kept = [e for e in events if e["step"] < step and "event" not in e]
+    atomic_write_bytes(path, b"".join(msgpack.packb(e, use_bin_type=True) for e in kept))
+    return len(kept)
+
+
 def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """The per-step metric events of a log, without markers such as the final {"event": "run_end"}."""
     events, _ = read_events(path)

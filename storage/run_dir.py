@@ -7,23 +7,13 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from promedical.storage.atomic import atomic_write_bytes
 from promedical.storage.schema import ROLLOUT_SCHEMA, check_complete
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_batch_file(path: Path, batch: pa.RecordBatch) -> Path:
@@ -65,6 +55,15 @@ class RunDir:
     def write_rollouts(self, step: int, batch: pa.RecordBatch) -> Path:
         check_complete(batch)
         return write_batch_file(self.rollout_path(step), batch)
+
+    def rewind(self, step: int) -> None:
+        """Forget what steps >= `step` wrote (metric events, rollouts): a resumed run redoes those steps."""
+        from promedical.storage.metrics_log import truncate_before
+
+        truncate_before(self.metrics_path, step)
+        for path in self.rollouts_dir.glob("step_*.arrow"):
+            if int(path.stem.split("_")[1]) >= step:
+                path.unlink()
 
     def read_rollouts(self) -> pa.Table:
         """Every stored rollout row of the run, in step order."""

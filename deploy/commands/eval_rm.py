@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from promedical.deploy.commands.shared import builtin_path
     from promedical.errors import UserError
-    from promedical.reward.atomic import write_text_atomic
+    from promedical.storage.atomic import write_text_atomic
     from promedical.reward_model.graders import make_grader
     from promedical.reward_model.models import resolve_reward_model
     from promedical.reward_model.rm_eval import evaluate, format_table
