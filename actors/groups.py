@@ -229,11 +229,12 @@ class PolicyGroup:
     mini_batches: int
     timeout_s: float = 1800.0
     role: str = "policy"
+    mask_truncated: bool = False      # rollout.overlong=filter: rows cut at the budget have no loss tokens
 
     def train_step(self, step: StepBatch, seed: int) -> dict[str, float]:
         """Each rank trains on its share of every mini-batch; returns the whole batch's statistics."""
         summary = step.summary
-        shares = rank_shares(summary.column("group_id").to_pylist(), summary.column("response_length").to_pylist(),
+        shares = rank_shares(summary.column("group_id").to_pylist(), loss_lengths(summary, self.mask_truncated),
                              mini_batches=self.mini_batches, ranks=len(self.handles), seed=seed)
         refs = []
         for rank, (rows, share) in enumerate(shares):
@@ -299,3 +300,11 @@ def wait_all(refs: list[Any], timeout_s: float) -> None:
         if late:
             raise TimeoutError(f"{len(late)} of {len(refs)} rollout writes not done within {timeout_s:g}s")
         ray.get(refs)
+
+
+def loss_lengths(summary: pa.RecordBatch, mask_truncated: bool) -> list[int]:
+    """Per row, its response tokens that enter the loss: 0 for a row cut at the budget when masked."""
+    lengths = summary.column("response_length").to_pylist()
+    if not mask_truncated:
+        return lengths
+    return [0 if f == "length" else n for n, f in zip(lengths, summary.column("finish_reason").to_pylist())]

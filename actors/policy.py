@@ -105,7 +105,8 @@ class Policy:
         means of the whole batch. grad_norm is global.
         """
         import torch
-        from promedical.actors.logprobs import forward_logprobs_entropy, make_group_micro_batch, plan_group_micro_batches
+        from promedical.actors.logprobs import (forward_logprobs_entropy, make_group_micro_batch,
+                                                plan_group_micro_batches)
         from promedical.actors.losses import METRICS, grpo_loss, keep_mask, micro_batch_share
 
         start = time.perf_counter()

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from promedical.actors.interfaces import PromptRequest
 from promedical.rollout.advantages import ADVANTAGES
+from promedical.rollout.dynamic_sampling import Scoring, more_rounds, sample_informative, shaped_rewards
 from promedical.rollout.metrics import phase_metrics, rollout_metrics
 from promedical.rollout.prompts import PromptSource
 from promedical.storage.schema import TRAINING_FIELDS, columns_batch, merge_columns
@@ -48,6 +49,12 @@ class LoopSettings:
     group_size: int
     max_staleness: int
     advantage: str
+    std: str = "sample"                  # grpo's group std
+    dynamic_sampling: bool = False       # drop constant groups, generate more (rollout/dynamic_sampling.py)
+    max_sampling_rounds: int = 1
+    overlong: str = "none"               # soft: DAPO's length penalty added to the rewards the advantage sees
+    max_new_tokens: int = 0
+    overlong_buffer: int = 0
 
 
 @dataclass
@@ -70,22 +77,36 @@ def launch(roles: Roles, source: PromptSource, settings: LoopSettings, version: 
 
 
 def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, version: int,
-                    step: int) -> tuple[Any, dict[str, Any]]:
+                    step: int, source: PromptSource | None = None) -> tuple[Any, dict[str, Any]]:
     """Finish one in-flight batch: reward and reference in parallel, advantages, one policy update.
 
     Only small columns reach the driver (summary, reward columns); the rest moves by reference.
+    With dynamic sampling, more prompts are drawn from `source` until the batch is informative, and
+    the reference scores only the rows kept.
     """
     rollouts = roles.generators.collect(flight.generated)
-    summary = rollouts.summary
     reward = roles.reward.start(rollouts, rubrics={r.prompt_id: r for _, r in flight.prompts})
-    reference = roles.reference.start(rollouts)
-    rewards, ref_small = reward.small(), reference.small()
-    advantage = ADVANTAGES[settings.advantage](rewards.column("reward").to_numpy(zero_copy_only=False),
-                                               summary.column("group_id").to_numpy(zero_copy_only=False))
+    reference = None if settings.dynamic_sampling else roles.reference.start(rollouts)
+    scoring, shaping = Scoring(rollouts, reward.columns, reward.small()), {}
+
+    def shape(s: Scoring) -> tuple[np.ndarray, dict[str, float]]:
+        return shaped_rewards(s.rewards, s.rollouts.summary, overlong=settings.overlong,
+                              max_new_tokens=settings.max_new_tokens, buffer=settings.overlong_buffer)
+    if settings.dynamic_sampling:
+        scoring, shaping = sample_informative(scoring, wanted=settings.prompts_per_step,
+                                              max_rounds=settings.max_sampling_rounds, group_size=settings.group_size,
+                                              more=more_rounds(roles, source, settings.group_size),
+                                              shape=lambda s: shape(s)[0])
+        reference = roles.reference.start(scoring.rollouts)
+    rollouts, summary, rewards = scoring.rollouts, scoring.rollouts.summary, scoring.rewards
+    ref_small = reference.small()
+    shaped, overlong_metrics = shape(scoring)
+    advantage = ADVANTAGES[settings.advantage](shaped, summary.column("group_id").to_numpy(zero_copy_only=False),
+                                               std=settings.std)
     training = columns_batch(TRAINING_FIELDS, {"advantage": advantage, "trained_version": [version] * len(advantage),
                                                "step": [step] * len(advantage)})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
-    batch = roles.step_batch([rollouts.generation, reward.columns, reference.columns, roles.columns(training)],
+    batch = roles.step_batch([rollouts.generation, scoring.reward, reference.columns, roles.columns(training)],
                              summary.num_rows, summary, fetched)
     train = roles.policy.train_step(batch, version)
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),
@@ -93,7 +114,8 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
               "reference": float(ref_small.column("reference_seconds")[0].as_py()),
               "train": train.pop("train_seconds")}
     view = merge_columns(summary, rewards, training)
-    return batch, {"train": train, "phases": phases, "view": view, "driver_bytes": fetched}
+    return batch, {"train": train, "phases": phases, "view": view, "driver_bytes": fetched,
+                   "shaping": {**shaping, **overlong_metrics}}
 
 
 @dataclass
@@ -122,7 +144,7 @@ def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, state: 
             state.inflight.append(launch(roles, source, settings, state.version))
             launched += 1
         flight = state.inflight.popleft()
-        batch, report = score_and_train(roles, flight, settings, state.version, step)
+        batch, report = score_and_train(roles, flight, settings, state.version, step, source)
         # async: the previous step's sync has had a whole step to land; sync: wait for this one now
         sync_seconds = roles.sync.wait(pending) if pending is not None else 0.0
         state.version += 1
@@ -131,7 +153,7 @@ def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, state: 
             sync_seconds, pending = roles.sync.wait(pending), None
         report["phases"]["sync"] = sync_seconds
         view = report["view"]
-        metrics = {**rollout_metrics(view), **report["train"],
+        metrics = {**rollout_metrics(view), **report["train"], **report["shaping"],
                    **phase_metrics(report["phases"], time.perf_counter() - step_start,
                                    int(view.column("response_length").to_numpy().sum())),
                    "driver_bytes": report["driver_bytes"],

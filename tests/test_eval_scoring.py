@@ -62,7 +62,7 @@ def test_overall_and_per_axis_scores():
 
 
 def test_tier_scores_hand_worked():
-    shape = RewardShape()   # alpha 0.2, beta 0.5, lam 1.5, thresholds 0.5
+    shape = RewardShape(lam=1.5)   # alpha 0.2, beta 0.5, lam 1.5, thresholds 0.5
     p1 = crit("p1", 2)
     p2 = crit("p2", 1)
     bonus = Criterion(id="b", text="b", tier=Tier.BONUS)

@@ -1,0 +1,113 @@
+"""Driver side of dynamic sampling and overlong shaping: extra generation rounds, row selection, shaped rewards.
+
+The maths (which groups are informative, the soft penalty) is in rollout/sampling.py; this module
+moves object references. Rows of several rounds are combined without fetching them: each kept
+column set stays as pieces in the object store, and only the row index (`Columns.where`) is redone.
+Determinism: extra prompts come from the shared prompt source in a fixed order and generation is
+seeded by group id, so a run and its resume draw the same rounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from promedical.actors.groups import Columns, Rollouts
+from promedical.actors.interfaces import PromptRequest
+from promedical.rollout.prompts import PromptSource
+from promedical.rollout.sampling import choose_groups, informative_groups, soft_overlong_penalty
+
+
+@dataclass
+class Scoring:
+    """Generated rows and their reward columns: pieces by reference, small columns fetched."""
+
+    rollouts: Rollouts
+    reward: Columns              # reward columns of the same rows, by reference
+    rewards: pa.RecordBatch      # the small reward columns (REWARD_FIELDS), row order
+
+
+def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong: str, max_new_tokens: int,
+                   buffer: int) -> tuple[np.ndarray, dict[str, float]]:
+    """(N,) rewards the advantage sees (the soft overlong penalty added when on) and its metrics.
+
+    The stored reward column stays as scored; the penalty is logged as overlong_penalty_mean.
+    """
+    reward = rewards.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
+    if overlong != "soft":
+        return reward, {}
+    lengths = summary.column("response_length").to_numpy(zero_copy_only=False)
+    penalty = soft_overlong_penalty(lengths, max_new_tokens=max_new_tokens, buffer=buffer)
+    return reward + penalty, {"overlong_penalty_mean": float(penalty.mean()),
+                              "overlong_penalised_fraction": float(np.mean(penalty < 0))}
+
+
+def _concat(parts: list[Columns], sizes: list[int]) -> Columns:
+    """Columns of several row sets, one after the other (sizes: rows of each)."""
+    offsets = np.cumsum([0, *sizes[:-1]])
+    return Columns([p for c in parts for p in c.pieces],
+                   np.concatenate([c.where + off for c, off in zip(parts, offsets)]))
+
+
+def _take(columns: Columns, rows: np.ndarray) -> Columns:
+    return Columns(columns.pieces, columns.where[rows])
+
+
+def combine(rounds: list[Scoring], rows: np.ndarray) -> Scoring:
+    """Rows `rows` (indices into the rounds' rows, one after the other) of several rounds."""
+    sizes = [r.rollouts.num_rows for r in rounds]
+    generation = _concat([r.rollouts.generation for r in rounds], sizes)
+    reward = _concat([r.reward for r in rounds], sizes)
+    summary = pa.concat_batches([r.rollouts.summary for r in rounds]).take(pa.array(rows, type=pa.int64()))
+    rewards = pa.concat_batches([r.rewards for r in rounds]).take(pa.array(rows, type=pa.int64()))
+    return Scoring(Rollouts(_take(generation, rows), summary), _take(reward, rows), rewards)
+
+
+def requests_of(prompts: list[tuple[int, Any]]) -> list[PromptRequest]:
+    return [PromptRequest(prompt_id=r.prompt_id, group_id=gid, messages=tuple((m.role, m.content) for m in r.messages))
+            for gid, r in prompts]
+
+
+def sample_informative(first: Scoring, *, wanted: int, max_rounds: int, group_size: int,
+                       more: Callable[[int], Scoring], shape: Callable[[Scoring], np.ndarray]
+                       ) -> tuple[Scoring, dict[str, float]]:
+    """Keep generating until `wanted` groups have rewards that are not all equal, at most `max_rounds`
+    rounds in all (the first included); then train on the first `wanted` informative groups, topped
+    up with constant groups if the rounds ran out (zero advantage: only KL, but the batch keeps its shape).
+
+    `more(n)` generates and scores n fresh prompts; `shape` gives the rewards the advantage will see.
+    """
+    rounds = [first]
+    informative: list[int] = []
+    while True:
+        last = rounds[-1]
+        groups = last.rollouts.summary.column("group_id").to_numpy(zero_copy_only=False)
+        informative += informative_groups(shape(last), groups).tolist()
+        if len(informative) >= wanted or len(rounds) >= max_rounds:
+            break
+        rounds.append(more(wanted - len(informative)))
+    all_groups = np.concatenate([r.rollouts.summary.column("group_id").to_numpy(zero_copy_only=False)
+                                 for r in rounds])
+    seen = list(dict.fromkeys(all_groups.tolist()))
+    chosen, filled = choose_groups(informative, [g for g in seen if g not in set(informative)], wanted)
+    order = {g: k for k, g in enumerate(chosen)}
+    rows = np.array(sorted((i for i, g in enumerate(all_groups) if g in order), key=lambda i: order[all_groups[i]]),
+                    dtype=np.int64)
+    if rows.size != wanted * group_size:
+        raise ValueError(f"dynamic sampling chose {rows.size} rows, expected {wanted} groups of {group_size}")
+    metrics = {"sampling_rounds": float(len(rounds)), "sampled_groups": float(len(seen)),
+               "dropped_constant_groups": float(len(seen) - len(informative)),
+               "filled_constant_groups": float(filled)}
+    return combine(rounds, rows), metrics
+
+
+def more_rounds(roles: Any, source: PromptSource, group_size: int) -> Callable[[int], Scoring]:
+    """A function n -> the next n prompts of the source, generated and scored (one extra round)."""
+    def more(n: int) -> Scoring:
+        prompts = source.next_batch(n)
+        rollouts = roles.generators.collect(roles.generators.generate(requests_of(prompts), group_size))
+        scored = roles.reward.start(rollouts, rubrics={r.prompt_id: r for _, r in prompts})
+        return Scoring(rollouts, scored.columns, scored.small())
+    return more

@@ -1,0 +1,185 @@
+"""Dynamic sampling and overlong shaping in the driver, in-process with fake role groups (no Ray, no model).
+
+Pieces are plain RecordBatches here; in a run they are object refs, and the code only moves them.
+"""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from promedical.actors.groups import Columns, Rollouts
+from promedical.reward.rubric_io import load_records
+from promedical.rollout.dynamic_sampling import Scoring, combine, sample_informative, shaped_rewards
+from promedical.rollout.loop import LoopSettings, LoopState, Roles, run_loop
+from promedical.rollout.prompts import PromptSource
+from promedical.storage.schema import (GENERATION_FIELDS, REFERENCE_FIELDS, REWARD_FIELDS, SUMMARY_COLUMNS,
+                                       columns_batch, gather_rows)
+
+TINY = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "tiny.jsonl"
+
+
+def _generation(group_ids: list[int], group_size: int, version: int = 0, lengths=None) -> pa.RecordBatch:
+    cols = {f.name: [] for f in GENERATION_FIELDS}
+    for g in group_ids:
+        for k in range(group_size):
+            n = lengths[k] if lengths else k + 1
+            row = dict(prompt_id="p", group_id=g, sample_index=k, prompt_ids=[1, 2], response_ids=[3] * n,
+                       response_length=n, response_text="x" * n, finish_reason="stop", behaviour_logprobs=[-1.0] * n,
+                       policy_version=version, generate_seconds=0.01, generator_replica=0)
+            for key, v in row.items():
+                cols[key].append(v)
+    return columns_batch(GENERATION_FIELDS, cols)
+
+
+def _rewards(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """reward = length / 10 for even groups; a constant 0.5 for odd groups (no signal)."""
+    n = batch.num_rows
+    lengths = batch.column("response_length").to_numpy()
+    reward = np.where(batch.column("group_id").to_numpy() % 2 == 0, lengths / 10.0, 0.5)
+    return columns_batch(REWARD_FIELDS, dict(criterion_ids=[["c"]] * n, criterion_tiers=[["proficiency"]] * n,
+                                             criterion_scores=[[0.0]] * n, s1=reward, s2=[0.0] * n, s3=[0.0] * n,
+                                             reward=reward, score_seconds=[0.02] * n))
+
+
+def _scoring(batch: pa.RecordBatch, split: int) -> Scoring:
+    """A round held as two generation pieces and two reward pieces in reversed row order (like pools)."""
+    n = batch.num_rows
+    gen = Columns([batch.slice(0, split), batch.slice(split)], np.arange(n))
+    rew = _rewards(batch)
+    reward = Columns([rew.slice(split), rew.slice(0, split)], np.r_[np.arange(split) + n - split, np.arange(n - split)])
+    return Scoring(Rollouts(gen, batch.select(SUMMARY_COLUMNS)), reward, rew)
+
+
+def _shape(s: Scoring) -> np.ndarray:
+    return s.rewards.column("reward").to_numpy().astype(float)
+
+
+def test_combine_keeps_rows_reachable_through_their_pieces():
+    a, b = _scoring(_generation([0, 1], 2), 1), _scoring(_generation([2, 3], 2), 3)
+    out = combine([a, b], np.array([6, 7, 0, 1]))                 # group 3 then group 0
+    rows = gather_rows(out.rollouts.generation.pieces, out.rollouts.generation.where, np.arange(4))
+    assert rows.column("group_id").to_pylist() == [3, 3, 0, 0]
+    assert rows.column("sample_index").to_pylist() == [0, 1, 0, 1]
+    rewards = gather_rows(out.reward.pieces, out.reward.where, np.arange(4))
+    assert rewards.equals(out.rewards)
+    assert out.rollouts.summary.column("group_id").to_pylist() == [3, 3, 0, 0]
+
+
+def test_sample_informative_generates_until_enough_groups():
+    first = _scoring(_generation([0, 1, 3], 2), 2)                 # groups 1 and 3 constant: 1 informative
+    asked = []
+
+    def more(n):
+        asked.append(n)
+        return _scoring(_generation(list(range(4, 4 + n)), 2), 1)
+    out, metrics = sample_informative(first, wanted=2, max_rounds=3, group_size=2, more=more, shape=_shape)
+    assert asked == [1]                                            # only the shortfall is generated
+    assert out.rollouts.summary.column("group_id").to_pylist() == [0, 0, 4, 4]
+    assert metrics == {"sampling_rounds": 2.0, "sampled_groups": 4.0, "dropped_constant_groups": 2.0,
+                       "filled_constant_groups": 0.0}
+
+
+def test_sample_informative_fills_with_constant_groups_when_rounds_run_out():
+    first = _scoring(_generation([1, 2, 3], 2), 2)                 # only group 2 informative
+    out, metrics = sample_informative(first, wanted=3, max_rounds=1, group_size=2,
+                                      more=lambda n: pytest.fail("no extra round allowed"), shape=_shape)
+    assert out.rollouts.summary.column("group_id").to_pylist() == [2, 2, 1, 1, 3, 3]
+    assert metrics["filled_constant_groups"] == 2.0 and metrics["sampling_rounds"] == 1.0
+
+
+def test_soft_overlong_penalty_shapes_the_rewards_the_advantage_sees():
+    # budget 10, buffer 4: lengths 5, 7, 10 -> penalties 0, -0.25, -1; stored rewards are unchanged
+    batch = _generation([0], 3, lengths=[5, 7, 10])
+    rewards = _rewards(batch)
+    shaped, metrics = shaped_rewards(rewards, batch, overlong="soft", max_new_tokens=10, buffer=4)
+    np.testing.assert_allclose(shaped, [0.5, 0.7 - 0.25, 1.0 - 1.0])
+    assert metrics == {"overlong_penalty_mean": pytest.approx(-1.25 / 3), "overlong_penalised_fraction": 2 / 3}
+    assert shaped_rewards(rewards, batch, overlong="none", max_new_tokens=10, buffer=4)[1] == {}
+
+
+class _Generators:
+    def __init__(self) -> None:
+        self.version, self.calls = 0, []
+
+    def generate(self, requests, group_size):
+        self.calls.append([r.group_id for r in requests])
+        return _generation([r.group_id for r in requests], group_size, self.version)
+
+    def collect(self, batch):
+        return Rollouts(Columns([batch], np.arange(batch.num_rows)), batch.select(SUMMARY_COLUMNS))
+
+    def fetch(self, batch):
+        return batch
+
+
+class _Done:
+    def __init__(self, columns: pa.RecordBatch) -> None:
+        self.columns, self._small = Columns([columns], np.arange(columns.num_rows)), columns
+
+    def small(self):
+        return self._small
+
+
+class _Reward:
+    def start(self, rollouts, rubrics):
+        return _Done(_rewards(gather_rows(rollouts.generation.pieces, rollouts.generation.where,
+                                          np.arange(rollouts.num_rows))))
+
+
+class _Reference:
+    def __init__(self) -> None:
+        self.rows = []
+
+    def start(self, rollouts):
+        self.rows.append(rollouts.num_rows)
+        return _Done(columns_batch(REFERENCE_FIELDS, {"ref_logprobs": [[-1.0]] * rollouts.num_rows,
+                                                      "reference_seconds": [0.03] * rollouts.num_rows}))
+
+
+class _Policy:
+    def train_step(self, step, seed):
+        return {"loss": 0.0, "train_seconds": 0.04}
+
+
+class _Sync:
+    def __init__(self, generators) -> None:
+        self.generators = generators
+
+    def start(self, version):
+        self.generators.version = version
+        return version
+
+    def wait(self, pending):
+        return 0.0
+
+
+def _run(staleness: int, rounds: int, steps: int = 3):
+    gens = _Generators()
+    roles = Roles(policy=_Policy(), reference=_Reference(), reward=_Reward(), generators=gens, sync=_Sync(gens),
+                  columns=lambda b: Columns([b], np.arange(b.num_rows)),
+                  step_batch=lambda sources, n, summary, nbytes: dict(sources=sources, n=n, summary=summary))
+    settings = LoopSettings(steps=steps, prompts_per_step=2, group_size=3, max_staleness=staleness, advantage="grpo",
+                            dynamic_sampling=True, max_sampling_rounds=rounds)
+    seen = []
+    run_loop(roles, PromptSource(load_records(TINY), seed=0), settings, LoopState(),
+             on_step=lambda s, b, m: seen.append((b["summary"].column("group_id").to_pylist(), m)))
+    return seen, gens, roles.reference
+
+
+@pytest.mark.parametrize("staleness", [0, 1])
+def test_the_loop_trains_only_informative_groups(staleness):
+    seen, gens, reference = _run(staleness, rounds=4)
+    for groups, m in seen:
+        assert len(groups) == 6 and all(g % 2 == 0 for g in groups)          # odd groups are constant
+        assert m["zero_advantage_fraction"] == 0.0 and m["sampling_rounds"] >= 2
+        assert m["dropped_constant_groups"] >= 1 and m["filled_constant_groups"] == 0
+    assert reference.rows == [6] * 3                 # the reference scores only the rows kept
+    # the source hands out group ids in one fixed order: the same run again draws the same rounds
+    again, gens2, _ = _run(staleness, rounds=4)
+    assert [g for g, _ in again] == [g for g, _ in seen] and gens2.calls == gens.calls
+
+
+def test_the_loop_counts_the_shortfall_when_rounds_are_capped():
+    seen, _, _ = _run(0, rounds=1)
+    for groups, m in seen:
+        assert m["sampling_rounds"] == 1 and m["filled_constant_groups"] == 1
+        assert m["zero_advantage_fraction"] == 0.5
