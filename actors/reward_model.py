@@ -21,18 +21,15 @@ from promedical.storage.schema import REWARD_FIELDS, columns_batch
 
 
 class RewardModel:
-    def __init__(self, *, grader: str, model_path: str | None, aggregator: str, alpha: float, beta: float,
-                 lam: float, bonus_threshold: float, veto_threshold: float, batch_size: int = 64,
-                 max_length: int = 256, threads: int = 0, dtype: str = "auto",
-                 gdpo_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+    def __init__(self, *, grader: str, model_path: str | None, aggregator: str, shape: RewardShape,
+                 batch_size: int = 64, max_length: int = 256, threads: int = 0, dtype: str = "auto") -> None:
         self.grader = make_grader(grader, model_path, max_length=max_length, batch_size=batch_size,
                                   threads=threads, dtype=dtype)
         if aggregator not in AGGREGATORS and aggregator not in GROUP_AGGREGATORS:
             raise ValueError(f"aggregator {aggregator!r}: choose one of {[*AGGREGATORS, *GROUP_AGGREGATORS]}")
         self.aggregate = AGGREGATORS.get(aggregator, promedical)
         self.group_aggregate = GROUP_AGGREGATORS.get(aggregator)
-        self.shape = RewardShape(alpha=alpha, beta=beta, lam=lam, bonus_threshold=bonus_threshold,
-                                 veto_threshold=veto_threshold, gdpo_weights=tuple(gdpo_weights))
+        self.shape = shape                  # built once from the config (deploy/config.reward_shape)
         problems = self.shape.problems()
         if problems:
             raise ValueError("; ".join(problems))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from promedical.deploy.config import Config
+from promedical.deploy.config import Config, reward_shape
 from promedical.deploy.placement import make_plan, place_actors
 
 WORKER_ENV = {
@@ -85,9 +85,8 @@ def reference_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
 
 def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
     r = cfg.reward
-    return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, alpha=r.alpha, beta=r.beta,
-                lam=r.lam, bonus_threshold=r.bonus_threshold, veto_threshold=r.veto_threshold,
-                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype, gdpo_weights=tuple(r.gdpo_weights))
+    return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, shape=reward_shape(r),
+                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype)
 
 
 def resolve_models(cfg: Config) -> tuple[str, str | None]:
@@ -159,7 +158,8 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     for role, cls in (role_classes or {}).items():
         classes[role] = (cls, classes[role][1])
     handles, pgs = place_actors(plan, classes, cfg.placement.timeout_s)
-    policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches)
+    policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches,
+                         mask_truncated=cfg.rollout.overlong == "filter")
     generators = GeneratorGroup(handles["generator"])
     return Roles(policy=policy, generators=generators,
                  reference=PoolGroup("reference", handles["reference"], "logprobs", ["reference_seconds"]),

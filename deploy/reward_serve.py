@@ -72,10 +72,9 @@ def build_scorer(spec: ScorerSpec, rubrics: dict):
     if spec.aggregator not in AGGREGATORS:
         raise UserError(f"--aggregator {spec.aggregator!r}: choose one of {sorted(AGGREGATORS)}")
     model_path = None if spec.grader == "rule" else resolve_reward_model(spec.model)
-    role = RewardModel(grader=spec.grader, model_path=model_path, aggregator=spec.aggregator, alpha=shape.alpha,
-                       beta=shape.beta, lam=shape.lam, bonus_threshold=shape.bonus_threshold,
-                       veto_threshold=shape.veto_threshold, batch_size=spec.batch_size,
-                       max_length=spec.max_length, threads=spec.threads, dtype=spec.dtype)
+    role = RewardModel(grader=spec.grader, model_path=model_path, aggregator=spec.aggregator, shape=shape,
+                       batch_size=spec.batch_size, max_length=spec.max_length, threads=spec.threads,
+                       dtype=spec.dtype)
 
     def scorer(prompt_ids: list[str], responses: list[str]):
         batch = pa.RecordBatch.from_pydict({"prompt_id": prompt_ids, "response_text": responses})

@@ -5,7 +5,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from promedical.deploy.config import Config, dump_config
+from promedical.deploy.config import Config, dump_config, reward_shape
 from promedical.errors import UserError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -50,15 +50,16 @@ def in_training_eval(cfg: Config, reward_path: str | None):
         return None
     from promedical.evaluation.grading import ThresholdVerdicts
     from promedical.evaluation.runner import evaluate_in_training
-    from promedical.reward.aggregate import RewardShape
     from promedical.reward_model.graders import make_grader
 
+    from promedical.reward.splits import check_disjoint
     records = load_prompts(cfg, cfg.run.eval_prompts)
+    check_disjoint(load_prompts(cfg), records, f"data.prompts={cfg.data.prompts}",
+                   f"run.eval_prompts={cfg.run.eval_prompts}")
     r = cfg.reward
     source = ThresholdVerdicts(make_grader(r.grader, reward_path, max_length=r.max_length, batch_size=r.batch_size,
                                          dtype=r.dtype))
-    shape = RewardShape(alpha=r.alpha, beta=r.beta, lam=r.lam, bonus_threshold=r.bonus_threshold,
-                        veto_threshold=r.veto_threshold)
+    shape = reward_shape(r)
 
     def evaluate(step: int, generator) -> dict[str, float]:
         if (step + 1) % cfg.run.eval_every:
@@ -78,26 +79,18 @@ def _settings(cfg: Config):
     from promedical.rollout.loop import LoopSettings
     return LoopSettings(steps=cfg.rollout.steps, prompts_per_step=cfg.rollout.prompts_per_step,
                         group_size=cfg.rollout.group_size, max_staleness=cfg.rollout.max_staleness,
-                        advantage=cfg.algo.advantage)
+                        advantage=cfg.algo.advantage, std=cfg.algo.std, dynamic_sampling=cfg.rollout.dynamic_sampling,
+                        max_sampling_rounds=cfg.rollout.max_sampling_rounds, overlong=cfg.rollout.overlong,
+                        max_new_tokens=cfg.rollout.max_new_tokens, overlong_buffer=cfg.rollout.overlong_buffer)
 
 
 def _resume_point(run, checkpoints):
     """The latest complete checkpoint; drops metrics and rollouts written after it (they are redone)."""
-    from promedical.storage.metrics_log import read_events
-    from promedical.storage.run_dir import atomic_write_bytes
-    import msgpack
-
     latest = checkpoints.latest()
     if latest is None:
         raise UserError(f"{run.root}: no complete checkpoint to resume from; set run.checkpoint_every > 0 "
                         f"in the run's config, or start a new run")
-    step = int(latest.name.split("_")[1])
-    events, _ = read_events(run.metrics_path)
-    kept = b"".join(msgpack.packb(e, use_bin_type=True) for e in events if e["step"] < step and "event" not in e)
-    atomic_write_bytes(run.metrics_path, kept)
-    for path in run.rollouts_dir.glob("step_*.arrow"):
-        if int(path.stem.split("_")[1]) >= step:
-            path.unlink()
+    run.rewind(int(latest.name.split("_")[1]))
     return latest
 
 

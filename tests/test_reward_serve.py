@@ -66,6 +66,7 @@ def test_openrlhf_client_gets_the_same_rewards_as_the_role(served):
     import pyarrow as pa
 
     from promedical.actors.reward_model import RewardModel
+    from promedical.reward.aggregate import RewardShape
 
     url, _, rubrics = served
     records = list(rubrics.values())[:4]
@@ -74,8 +75,7 @@ def test_openrlhf_client_gets_the_same_rewards_as_the_role(served):
     labels = [records[0].prompt_id, None, records[2].prompt_id, "not-an-id"]   # None / unknown: matched by text
     executor = agent.SingleTurnAgentExecutor(remote_rm_url=url)
     (reply,) = asyncio.run(executor._fetch_rewards_via_http([p + t for p, t in zip(prompts, texts)], prompts, labels))
-    role = RewardModel(grader="rule", model_path=None, aggregator="promedical", alpha=0.2, beta=0.5, lam=2.0,
-                       bonus_threshold=0.5, veto_threshold=0.5)
+    role = RewardModel(grader="rule", model_path=None, aggregator="promedical", shape=RewardShape())
     direct = role.score(pa.RecordBatch.from_pydict({"prompt_id": [r.prompt_id for r in records],
                                                     "response_text": texts}), rubrics)
     assert reply["rewards"] == pytest.approx(direct.column("reward").to_pylist())

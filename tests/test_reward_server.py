@@ -14,6 +14,7 @@ import pytest
 
 from promedical.actors.reward_model import RewardModel
 from promedical.deploy.reward_serve import build_scorer
+from promedical.reward.aggregate import RewardShape
 from promedical.reward_model.rm_server import make_server, split_response
 from promedical.reward.rubric_io import load_records
 
@@ -34,8 +35,8 @@ def served():
 
 
 def _direct(rubrics, ids, responses):
-    role = RewardModel(grader="rule", model_path=None, aggregator="promedical", alpha=0.2, beta=0.5, lam=1.5,
-                       bonus_threshold=0.5, veto_threshold=0.5)
+    role = RewardModel(grader="rule", model_path=None, aggregator="promedical",
+                       shape=RewardShape(alpha=0.2, beta=0.5, lam=1.5))
     out = role.score(pa.RecordBatch.from_pydict({"prompt_id": ids, "response_text": responses}), rubrics)
     return out.column("reward").to_pylist(), out.column("s3").to_pylist()
 
