@@ -153,6 +153,16 @@ def test_invalid_draft_fixed_by_reviewer_and_accept_checked_by_validator(tmp_pat
     assert alice.post("/api/review/1/verdict", json={"version": v, "verdict": "accept"}).status_code == 200
 
 
+def test_repeated_drafted_ids_stay_editable(tmp_path):
+    twice = {"criteria": [CRITERIA[0], dict(CRITERIA[1], id="c0")]}
+    db, tokens = make_db(tmp_path, n_items=1, double=0, replies={"question": json.dumps(twice)})
+    alice = client_for(db, tokens["alice"])
+    item = alice.get("/api/review").json()
+    assert item["outcome"] == "invalid_rubric" and [c["id"] for c in item["criteria"]] == ["c0", "c0_1"]
+    v = change(alice, 1, 0, "c0_1", status="reject").json()["version"]
+    assert alice.post("/api/review/1/verdict", json={"version": v, "verdict": "accept"}).status_code == 200
+
+
 class Words:
     def embed(self, texts):
         v = np.array([[t.count(w) for w in ("asthma", "diabetes")] for t in texts], dtype=float) + 1e-6

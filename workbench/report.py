@@ -69,7 +69,11 @@ def _adjudication_agreement(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def collect(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Every figure `rubrics stats` shows, as plain data."""
+    """Every figure `rubrics stats` shows, as plain data.
+
+    Time per item runs from opening an item to finishing it; a page left open overnight skews the mean,
+    so the median is shown first.
+    """
     decided = conn.execute("SELECT round, decision FROM items WHERE decision IS NOT NULL ORDER BY round").fetchall()
     reviews = _finished_reviews(conn)
     tiers = []

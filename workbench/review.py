@@ -32,26 +32,29 @@ class ReviewError(Exception):
 
 def _working_copy(draft: list[Any]) -> list[dict[str, Any]]:
     """The draft's criteria as editable rows; a malformed drafted criterion still becomes a row to fix."""
-    out = []
+    out, seen = [], set()
     for i, c in enumerate(draft):
         row = {k: c[k] for k in ("axis", "tags", "pattern") if k in c}
-        row.update(id=str(c.get("id") or f"c{i}"), text=str(c.get("text") or ""),
+        cid = str(c.get("id") or f"c{i}")
+        cid = cid if cid not in seen else f"{cid}_{i}"       # a repeated drafted id must stay editable
+        seen.add(cid)
+        row.update(id=cid, text=str(c.get("text") or ""),
                    tier=str(c.get("tier") or "proficiency"), weight=c.get("weight", 0.0), status="pending")
         out.append(row)
     return out
 
 
-def _queue_sql(where: str) -> str:
-    return ("SELECT i.* FROM items i WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.item_id = i.id AND "
-            "r.reviewer = :me) AND (SELECT COUNT(*) FROM reviews r WHERE r.item_id = i.id) < i.reviews_wanted "
-            f"{where} ORDER BY i.round, i.id LIMIT 1")
+# The next free item: not opened by this reviewer, opened by fewer reviewers than it wants; by round.
+NEXT_FREE = ("SELECT i.* FROM items i WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.item_id = i.id AND "
+             "r.reviewer = ?) AND (SELECT COUNT(*) FROM reviews r WHERE r.item_id = i.id) < i.reviews_wanted "
+             "ORDER BY i.round, i.id LIMIT 1")
 
 
 def _open_item(conn: sqlite3.Connection, reviewer: str) -> sqlite3.Row | None:
     """The item this reviewer is on: one already opened and unfinished, else the next free one."""
     row = conn.execute("SELECT i.* FROM items i JOIN reviews r ON r.item_id = i.id WHERE r.reviewer = ? AND "
                        "r.finished IS NULL ORDER BY i.round, i.id LIMIT 1", (reviewer,)).fetchone()
-    return row if row is not None else conn.execute(_queue_sql(""), {"me": reviewer}).fetchone()
+    return row if row is not None else conn.execute(NEXT_FREE, (reviewer,)).fetchone()
 
 
 def _ensure_review(conn: sqlite3.Connection, item: sqlite3.Row, reviewer: str) -> sqlite3.Row:

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--retries", type=int, default=2)
     d.add_argument("--timeout-s", type=float, default=60)
     d.add_argument("--concurrency", type=int, default=4, help="parallel requests to the endpoint")
+    d.add_argument("--max-tokens", type=int, default=1024, help="longest drafted reply, in tokens")
     d.set_defaults(func=run_draft)
     r = verbs.add_parser("review", help="serve the review and adjudication pages (loopback by default)")
     r.add_argument("db")
@@ -54,9 +55,11 @@ def _completer(args: argparse.Namespace):
 
     if args.judge_url:
         return EndpointCompleter(base_url=args.judge_url, model=args.model, api_key=os.environ.get(args.api_key_env),
-                                 timeout_s=args.timeout_s, concurrency=args.concurrency)
+                                 timeout_s=args.timeout_s, max_tokens=args.max_tokens, concurrency=args.concurrency)
     from promedical.actors.models import resolve_model
-    return VLLMCompleter(model=resolve_model(args.model))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")          # GiB; as the local judge of `eval`
+    return VLLMCompleter(model=resolve_model(args.model), max_tokens=args.max_tokens, dtype="bfloat16",
+                         enforce_eager=True, max_model_len=4096)
 
 
 def _check_draft_args(args: argparse.Namespace) -> None:
@@ -64,7 +67,7 @@ def _check_draft_args(args: argparse.Namespace) -> None:
 
     for flag, value, low in (("--round-size", args.round_size, 1), ("--few-shot", args.few_shot, 0),
                              ("--retries", args.retries, 0), ("--double-review-every", args.double_review_every, 0),
-                             ("--concurrency", args.concurrency, 1)):
+                             ("--concurrency", args.concurrency, 1), ("--max-tokens", args.max_tokens, 1)):
         if value < low:
             raise UserError(f"{flag} {value}: must be >= {low}")
     if args.timeout_s <= 0:
