@@ -82,10 +82,15 @@ def forward_logprobs_entropy(model: torch.nn.Module, mb: GroupMicroBatch, temper
     logp = (target_logits - torch.logsumexp(logits, dim=-1)) * mb.mask
     if not with_entropy:
         return logp, None
-    with torch.no_grad():
-        log_probs = torch.log_softmax(logits, dim=-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1) * mb.mask
+    with torch.no_grad():   # one row at a time: a (T, V) temporary, not another (N, T, V) one
+        entropy = torch.stack([_entropy(row) for row in logits]) * mb.mask
     return logp, entropy
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    """(T,) entropy -sum_v p_v log p_v of each position's distribution; logits (T, V)."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -(log_probs.exp() * log_probs).sum(-1)
 
 
 def unpad(values: torch.Tensor, mb: GroupMicroBatch, lengths: list[int]) -> dict[int, list[float]]:

@@ -31,11 +31,15 @@ class Scoring:
 
 def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong: str, max_new_tokens: int,
                    buffer: int) -> tuple[np.ndarray, dict[str, float]]:
-    """(N,) rewards the advantage sees (the soft overlong penalty added when on) and its metrics.
+    """(N,) rewards the advantage sees (the soft overlong penalty added when on) and the overlong metrics.
 
-    The stored reward column stays as scored; the penalty is logged as overlong_penalty_mean.
+    The stored reward column stays as scored; the penalty is logged as overlong_penalty_mean. With
+    `filter` the rewards are unchanged (the policy masks the cut rows) and the masked share is logged.
     """
     reward = rewards.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
+    if overlong == "filter":
+        cut = np.asarray(summary.column("finish_reason").to_pylist()) == "length"
+        return reward, {"overlong_masked_fraction": float(cut.mean()) if cut.size else 0.0}
     if overlong != "soft":
         return reward, {}
     lengths = summary.column("response_length").to_numpy(zero_copy_only=False)

@@ -94,6 +94,12 @@ def test_soft_overlong_penalty_shapes_the_rewards_the_advantage_sees():
     np.testing.assert_allclose(shaped, [0.5, 0.7 - 0.25, 1.0 - 1.0])
     assert metrics == {"overlong_penalty_mean": pytest.approx(-1.25 / 3), "overlong_penalised_fraction": 2 / 3}
     assert shaped_rewards(rewards, batch, overlong="none", max_new_tokens=10, buffer=4)[1] == {}
+    # filter: rewards unchanged, the share of rows cut at the budget is logged (1 of 3 here)
+    cut = batch.set_column(batch.schema.get_field_index("finish_reason"), "finish_reason",
+                           pa.array(["stop", "stop", "length"]))
+    same, metrics = shaped_rewards(rewards, cut, overlong="filter", max_new_tokens=10, buffer=4)
+    np.testing.assert_allclose(same, [0.5, 0.7, 1.0])
+    assert metrics == {"overlong_masked_fraction": pytest.approx(1 / 3)}
 
 
 class _Generators:

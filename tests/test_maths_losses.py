@@ -148,3 +148,15 @@ def test_loss_terms_carry_every_metric():
 def test_registry_names_match():
     assert tuple(KL_ESTIMATORS) == registry.KL_ESTIMATORS
     assert tuple(LOSS_AGGREGATIONS) == registry.LOSS_AGGREGATIONS
+
+
+def test_entropy_of_the_forward_pass_hand_worked():
+    # uniform logits over 4 tokens -> log 4; one dominant logit -> ~0
+    from promedical.actors.logprobs import _entropy
+    uniform = torch.zeros(1, 4)
+    peaked = torch.tensor([[50.0, 0.0, 0.0, 0.0]])
+    assert _entropy(uniform).item() == pytest.approx(math.log(4))
+    assert _entropy(peaked).item() == pytest.approx(0.0, abs=1e-12)
+    # two tokens with p = (0.75, 0.25): -(0.75 ln 0.75 + 0.25 ln 0.25)
+    two = torch.log(torch.tensor([[0.75, 0.25]]))
+    assert _entropy(two).item() == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
