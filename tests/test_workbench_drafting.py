@@ -42,6 +42,8 @@ def reply_for(prompt: str, calls: dict) -> bytes | None:
         return completion("I would check the blood pressure and ask about symptoms.")
     if "INVALID" in key:
         return completion(json.dumps(INVALID))
+    if "BROKEN" in key:
+        return b"500"
     if "FLAKY" in key:
         return completion("not yet" if calls[key] == 1 else json.dumps(GOOD))
     return None
@@ -58,7 +60,7 @@ def stub_endpoint():
             if reply is None:
                 time.sleep(1.5)                    # past the client's 0.5 s timeout
                 return
-            self.send_response(200)
+            self.send_response(500 if reply == b"500" else 200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(reply)
@@ -87,7 +89,7 @@ def read_instructions_from(rows):
     return read_instructions(path)
 
 
-KINDS = ["GOOD", "GOOD", "MALFORMED", "PROSE", "INVALID", "FLAKY", "SLOW"]
+KINDS = ["GOOD", "GOOD", "MALFORMED", "PROSE", "INVALID", "FLAKY", "SLOW", "BROKEN"]
 
 
 def test_stub_endpoint_outcomes_are_counted_and_invalid_drafts_kept(tmp_path):
@@ -100,17 +102,28 @@ def test_stub_endpoint_outcomes_are_counted_and_invalid_drafts_kept(tmp_path):
         round_no, counts, left = draft_round(conn, instructions, completer, retries=1, backoff_s=0.01)
     assert (round_no, left) == (1, 0)
     # FLAKY fails once, then drafts well; every other kind answers the same way twice
-    assert dict(counts.by_outcome) == {"ok": 3, "bad_json": 1, "no_json": 1, "invalid_rubric": 1, "timeout": 1}
-    assert counts.attempts == 7 + 5                      # one retry for each of the five first failures
-    assert all(n == 2 for k, n in calls.items() if "GOOD" not in k) and sum(calls.values()) == 12
+    assert dict(counts.by_outcome) == {"ok": 3, "bad_json": 1, "no_json": 1, "invalid_rubric": 1, "timeout": 1,
+                                       "http_error": 1}
+    assert counts.attempts == 8 + 6                      # one retry for each of the six first failures
+    assert all(n == 2 for k, n in calls.items() if "GOOD" not in k) and sum(calls.values()) == 14
     stored = {r["prompt_id"]: r for r in conn.execute("SELECT * FROM items")}
-    assert len(stored) == 7                              # nothing dropped
+    assert len(stored) == 8                              # nothing dropped
     assert stored["p4"]["outcome"] == "invalid_rubric"
     assert "proficiency criterion needs a weight > 0" in stored["p4"]["problems"]
     assert json.loads(stored["p4"]["draft"])[0]["text"] == "Mentions hydration."   # kept for the reviewer to fix
     assert stored["p3"]["raw"].startswith("I would check") and stored["p6"]["outcome"] == "timeout"
     assert [c["tier"] for c in json.loads(stored["p0"]["draft"])] == ["proficiency", "bonus", "veto"]
     assert stored["p5"]["attempts"] == 2 and stored["p5"]["outcome"] == "ok"
+
+
+def test_unreachable_endpoint_is_a_counted_connection_failure():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]                     # closed again: nothing listens there
+    drafts, counts = draft_all(EndpointCompleter(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=1),
+                               [instruction("p", "cough")], lambda inst: [], retries=1, backoff_s=0.01)
+    assert dict(counts.by_outcome) == {"connection": 1} and drafts[0].attempts == 2
 
 
 def test_parse_draft_uses_the_canonical_validator():

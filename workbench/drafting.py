@@ -11,6 +11,7 @@ import json
 import re
 import time
 import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -169,19 +170,32 @@ def _call_code(exc: BaseException) -> str:
 
 
 class EndpointCompleter:
-    """Chat completions from an OpenAI-compatible endpoint, through the judge's HTTP client."""
+    """Chat completions from an OpenAI-compatible endpoint (OpenAI, vLLM serve, llama.cpp server, ...).
+
+    Sampled, not greedy (unlike the judge client in reward/judge.py): a retry after an invalid draft
+    should be able to come out differently.
+    """
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60,
-                 max_tokens: int = 1024, concurrency: int = 4) -> None:
-        from promedical.reward.judge import OpenAICompatibleJudge
+                 max_tokens: int = 1024, temperature: float = 0.7, concurrency: int = 4) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.timeout_s = model, api_key, timeout_s
+        self.max_tokens, self.temperature, self.concurrency = max_tokens, temperature, concurrency
 
-        self.client = OpenAICompatibleJudge(base_url=base_url, model=model, api_key=api_key,
-                                            timeout_s=timeout_s, retries=0, max_tokens=max_tokens)
-        self.concurrency = concurrency
+    def _post(self, prompt: str) -> str:
+        body = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "messages": [{"role": "user", "content": prompt}]}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+            payload: Any = json.loads(reply.read().decode("utf-8"))
+        return str(payload["choices"][0]["message"]["content"] or "")
 
     def _one(self, prompt: str) -> str | CallFailed:
         try:
-            return self.client._post(prompt)
+            return self._post(prompt)
         except Exception as exc:          # any failed call is an outcome to count, never a crash
             return CallFailed(_call_code(exc))
 
