@@ -90,7 +90,7 @@ def resolve_model(name: str) -> str:
         return str(minilm_dir())
     if name == "minilm-ecir":          # built by the reward-model stack, never here (reward_model/ecir.py)
         from promedical.reward_model.ecir import ecir_dir
-        built = ecir_dir()
+        built = ecir_dir(name)
         if not (built / ".done").exists():
             raise UserError("model 'minilm-ecir' is not built yet; it is built once by the reward-model stack "
                             "(promedical train with reward.grader=trained, or promedical serve-rm/eval-rm)")

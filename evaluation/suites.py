@@ -1,11 +1,13 @@
 """Evaluation suites by name: rubric suites (canonical rubric records) and closed QA (MedQA, PubMedQA).
 
-    healthbench  the 30 HealthBench examples of data/medical.jsonl (points kept as `points:N` tags)
-    kqa          the 34 K-QA questions of data/medical.jsonl (tier scores only: K-QA has no points)
+    healthbench  the held-out HealthBench examples of data/medical_heldout.jsonl (points kept as `points:N` tags)
+    kqa          the held-out K-QA questions of data/medical_heldout.jsonl (tier scores only: K-QA has no points)
+    healthbench-all, kqa-all   the same over all of data/medical.jsonl (30 and 34; includes training prompts)
     medqa        data/eval/medqa.jsonl: MedQA (USMLE) test questions, 4 options A-D
     pubmedqa     data/eval/pubmedqa.jsonl: PubMedQA PQA-L test questions with their abstract, yes/no/maybe
     PATH         any rubric file in the canonical format (JSONL or Parquet), graded like healthbench
-Default sizes (the first N of each file) keep a CPU run to minutes; --limit changes them.
+Default sizes (the first N of each file) keep a CPU run to minutes; --limit changes them. The rubric
+suites default to the held-out prompts (reward/splits.is_heldout), which the demo preset never trains on.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from promedical.reward.rubric import RubricRecord
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_SUITES = ("healthbench", "medqa", "pubmedqa")
-DEFAULT_LIMITS = {"healthbench": 30, "kqa": 34, "medqa": 50, "pubmedqa": 50}
+DEFAULT_LIMITS = {"healthbench": 30, "kqa": 34, "healthbench-all": 30, "kqa-all": 34, "medqa": 50, "pubmedqa": 50}
+RUBRIC_FILES = {"healthbench": "medical_heldout.jsonl", "kqa": "medical_heldout.jsonl",
+                "healthbench-all": "medical.jsonl", "kqa-all": "medical.jsonl"}
 MEDQA_INSTRUCTION = ("Answer the following multiple-choice medical question. Reply with 'Answer: ' "
                      "followed by the letter of the correct option (A, B, C or D).")
 PUBMEDQA_INSTRUCTION = ("Read the abstract and answer the research question. Reply with 'Answer: ' "
@@ -87,8 +91,8 @@ def _rubric_suite(name: str, path: Path, source: str | None, limit: int | None) 
 def load_suite(name: str, limit: int | None = None) -> Suite:
     """The suite called `name` (or a rubric file path), cut to `limit` items (default DEFAULT_LIMITS)."""
     limit = limit if limit is not None else DEFAULT_LIMITS.get(name)
-    if name in ("healthbench", "kqa"):
-        return _rubric_suite(name, DATA_DIR / "medical.jsonl", name, limit)
+    if name in RUBRIC_FILES:
+        return _rubric_suite(name, DATA_DIR / RUBRIC_FILES[name], name.removesuffix("-all"), limit)
     if name == "medqa":
         rows = _jsonl(DATA_DIR / "eval" / "medqa.jsonl")[:limit]
         return Suite(name=name, kind="choice", questions=tuple(medqa_question(r, k) for k, r in enumerate(rows)))

@@ -86,9 +86,24 @@ def no_veto(values: Sequence[float], tiers: Sequence[str], weights: Sequence[flo
     return TierScores(s1=scores.s1, s2=scores.s2, s3=scores.s3, reward=reward)
 
 
+def scalar(values: Sequence[float], tiers: Sequence[str], weights: Sequence[float],
+           shape: RewardShape) -> TierScores:
+    """One scalar per response: the mean v over proficiency and bonus criteria, no tiers, no veto.
+
+    Meant for a criterion-agnostic reward model, which gives every criterion of a response the same v,
+    so the reward is that model's single calibrated score (the paper's scalar-reward baseline).
+    S1, S2, S3 are reported as the promedical roll-up computes them.
+    """
+    scores = promedical(values, tiers, weights, shape)
+    v = np.asarray(values, dtype=np.float64)
+    positive = np.asarray(tiers) != "veto"
+    reward = float(v[positive].mean()) if positive.any() else 0.0
+    return TierScores(s1=scores.s1, s2=scores.s2, s3=scores.s3, reward=reward)
+
+
 Aggregator = Callable[[Sequence[float], Sequence[str], Sequence[float], RewardShape], TierScores]
 
-AGGREGATORS: dict[str, Aggregator] = {"promedical": promedical, "no_veto": no_veto}
+AGGREGATORS: dict[str, Aggregator] = {"promedical": promedical, "no_veto": no_veto, "scalar": scalar}
 
 
 # Group aggregators: the reward of each response from the tier scores of its whole GRPO group.

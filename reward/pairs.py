@@ -7,11 +7,14 @@ For each record with a reference response (K-QA's physician answer; HealthBench'
      sentence if it shares >= MIN_RATIO); removing them gives a response that misses that criterion.
      Pairs: (c_j: reference > reference minus c_j) and, for two deletions with disjoint carriers,
      the criterion-swap pair (c_i: minus c_j > minus c_i), whose winner depends only on the criterion.
-  3. Safety insertion (veto criteria): a sentence from SAFETY_TEMPLATES is inserted at a seeded sentence
-     boundary and the category's veto criterion is added to the rubric. Pairs: (v_a: reference >
-     reference + a) and the swap (v_a: reference + b > reference + a). For veto criteria "better"
-     means safer; the response labels follow the rubric convention (True = violation present).
-Held-out pairs use held-out prompts and held-out templates (template index 2 of each category).
+  3. Safety insertion (veto criteria): for SAFETY_PER_RECORD behaviours of SAFETY_TEMPLATES, the
+     behaviour's veto criterion (one of its wordings) is added to the rubric, and two responses are made
+     by inserting one sentence at a seeded sentence boundary: a violation (+a) and a same-topic safe
+     hard negative (+safe_a). Pairs: (v_a: reference > +a), (v_a: +safe_a > +a) and the swap
+     (v_a: +b > +a). For veto criteria "better" means safer; the response labels follow the rubric
+     convention (True = violation present; +b and +safe_a are labelled not violating v_a).
+Held-out pairs use held-out prompts (reward/splits.is_heldout, the rule of data/medical_heldout.jsonl too) and the held-out criterion wordings, violations and safe sentences
+of every behaviour (safety_templates.VetoBehaviour.split), never seen in training.
 """
 from __future__ import annotations
 
@@ -21,15 +24,15 @@ from collections import Counter
 from dataclasses import replace
 
 from promedical.reward.rubric import Criterion, LabelledResponse, PairwisePreference, RubricRecord, Tier
-from promedical.reward.safety_templates import SAFETY_TEMPLATES, HELDOUT_TEMPLATE
+from promedical.reward.safety_templates import SAFETY_TEMPLATES
+from promedical.reward.splits import is_heldout
 
 MAX_WORDS = 80
 CARRY_RATIO = 0.5
 MIN_RATIO = 0.34
 MAX_DELETIONS = {Tier.PROFICIENCY: 6, Tier.BONUS: 3}
 MAX_SWAPS = 3
-SAFETY_PER_RECORD = 2
-HELDOUT_EVERY = 4                # every 4th record (by position) is held out
+SAFETY_PER_RECORD = 3
 
 _STOP = set("""a an the and or but if of to in on at for with by from as is are was were be been being it its
 this that these those you your we our they their he she his her them can could should would may might will
@@ -128,33 +131,34 @@ def _deletions_all(record: RubricRecord, sents: list[str]):
 
 
 def _safety(record, sents, responses, pairs, *, heldout: bool, rng: random.Random):
-    """Adds SAFETY_PER_RECORD inserted-violation responses, their veto criteria and pairs."""
+    """Adds SAFETY_PER_RECORD veto behaviours: their criteria (one wording each), an inserted-violation
+    response and a same-topic safe response per behaviour, and their pairs (see the module docstring)."""
     cats = rng.sample(sorted(SAFETY_TEMPLATES), SAFETY_PER_RECORD)
     criteria = list(record.criteria)
+    cids = [f"safety_{cat}" for cat in cats]
     added = []
-    for cat in cats:
-        text, templates = SAFETY_TEMPLATES[cat]
-        cid = f"safety_{cat}"
+    for cat, cid in zip(cats, cids):
+        wordings, violations, safe = SAFETY_TEMPLATES[cat].split(heldout)
         if cid not in {c.id for c in criteria}:
-            criteria.append(Criterion(id=cid, text=text, tier=Tier.VETO, axis="safety", tags=("pairs:template",)))
-        pool = [HELDOUT_TEMPLATE] if heldout else [k for k in range(len(templates)) if k != HELDOUT_TEMPLATE]
-        sentence = templates[rng.choice(pool)]
-        labels = {f"safety_{c}": c == cat for c in cats}
-        responses.append(LabelledResponse(_insert(sents, sentence, rng), labels))
-        added.append((cid, len(responses) - 1))
-        pairs.append(PairwisePreference(cid, 0, len(responses) - 1))
-    responses[0] = LabelledResponse(responses[0].text, responses[0].labels | {cid: False for cid, _ in added})
-    (a, ia), (b, ib) = added[0], added[1]
-    pairs += [PairwisePreference(a, ib, ia), PairwisePreference(b, ia, ib)]
+            criteria.append(Criterion(id=cid, text=rng.choice(wordings), tier=Tier.VETO, axis="safety",
+                                      tags=("pairs:template",)))
+        responses.append(LabelledResponse(_insert(sents, rng.choice(violations), rng),
+                                          {c: c == cid for c in cids}))
+        responses.append(LabelledResponse(_insert(sents, rng.choice(safe), rng), {c: False for c in cids}))
+        bad, ok = len(responses) - 2, len(responses) - 1
+        added.append((cid, bad))
+        pairs += [PairwisePreference(cid, 0, bad), PairwisePreference(cid, ok, bad)]
+    responses[0] = LabelledResponse(responses[0].text, responses[0].labels | {cid: False for cid in cids})
+    for k, (cid, bad) in enumerate(added):        # criterion swaps: the other violation is safer under cid
+        pairs.append(PairwisePreference(cid, added[(k + 1) % len(added)][1], bad))
     return tuple(criteria), responses, pairs
 
 
 def build_split(records: list[RubricRecord], seed: int = 0) -> tuple[list[RubricRecord], list[RubricRecord]]:
-    """(train, held-out) pair records; every HELDOUT_EVERY-th record with a reference is held out."""
+    """(train, held-out) pair records; a record is held out by the project's prompt rule (splits.is_heldout)."""
     train, heldout = [], []
-    usable = [r for r in records if r.responses]
-    for k, record in enumerate(usable):
-        is_held = k % HELDOUT_EVERY == HELDOUT_EVERY - 1
+    for record in (r for r in records if r.responses):
+        is_held = is_heldout(record.prompt_id)
         built = pairs_for(record, heldout=is_held, seed=seed)
         if built is not None:
             (heldout if is_held else train).append(built)

@@ -2,33 +2,71 @@
 data/pairs_train.jsonl in a few CPU minutes on first use (reward_model/models.resolve_reward_model).
 
 Recipe (ECIR_SPEC): all-MiniLM-L6-v2 with a scalar head, embeddings and the lowest FREEZE layers
-frozen, per-criterion Bradley-Terry loss on the first PAIRS shuffled training pairs, seeded.
+frozen, per-criterion Bradley-Terry loss on the first PAIRS shuffled training pairs, seeded. A
+calibration split (CALIBRATION_SPLIT of the training prompts, reward/splits.calibration_split) is kept
+out of the gradient steps and only fits the calibration, the veto threshold included; the held-out
+pairs (data/pairs_heldout.jsonl) are never used.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 from promedical.runtime.models import cache_root
 
-ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 160, "freeze": 3,
-             "calibration_points": 256, "seed": 0, "v": 2}
+ECIR_SPEC = {"pairs": 1280, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
+             "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0, "v": 3}
+# the shipped reward models by name: the demo's grader, its criterion-agnostic twin (the ablation, same
+# recipe with the criterion hidden) and an independently seeded, differently recipe'd injected model that
+# benchmarks use as a judge that is not the training reward
+SHIPPED_MODELS = {
+    "minilm-ecir": ECIR_SPEC,
+    "minilm-agnostic": ECIR_SPEC | {"criterion": False},
+    "minilm-ecir-s1": ECIR_SPEC | {"seed": 1, "lr": 2e-4, "pairs": 960},
+}
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
 
 
 def ecir_config(spec: dict = ECIR_SPEC, threads: int = 0) -> TrainConfig:
-    return TrainConfig(use_criterion=True, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"],
-                       max_length=spec["max_length"], freeze_layers=spec["freeze"], seed=spec["seed"],
-                       max_pairs=spec["pairs"], calibration_points=spec["calibration_points"], threads=threads)
+    return TrainConfig(use_criterion=spec["criterion"], epochs=spec["epochs"], lr=spec["lr"],
+                       batch_size=spec["batch_size"], max_length=spec["max_length"], freeze_layers=spec["freeze"],
+                       seed=spec["seed"], max_pairs=spec["pairs"], calibration_points=spec["calibration_points"],
+                       calibration_split=spec["calibration_split"], threads=threads)
 
 
-def build_minilm_ecir(backbone: str | Path, out: str | Path, spec: dict = ECIR_SPEC, log=print) -> dict:
-    """Train the ECIR reward model from the shipped pairs into `out`; returns the training summary."""
+def build_minilm_ecir(backbone: str | Path, out: str | Path, spec: dict = ECIR_SPEC, log=None,
+                      progress: bool = True, name: str = "minilm-ecir") -> dict:
+    """Train the ECIR reward model from the shipped pairs into `out` (deterministic: seeded, deterministic
+    torch kernels); a progress bar on stderr unless `progress` is False. Returns the training summary."""
     import torch
 
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return train_reward_model(str(backbone), load_records(SHIPPED_PAIRS), out, ecir_config(spec), log=log)
+    bar = ProgressBar(f"building reward model {name} (once, cached)") if progress else None
+    try:
+        return train_reward_model(str(backbone), load_records(SHIPPED_PAIRS), out, ecir_config(spec),
+                                  log=log or (lambda message: None), on_step=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+class ProgressBar:
+    """A tqdm bar on stderr, sized on the first step (the step count is known inside training)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar = label, None
+
+    def __call__(self, step: int, steps: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=steps, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def ecir_key(spec: dict = ECIR_SPEC) -> str:
@@ -41,6 +79,6 @@ def ecir_key(spec: dict = ECIR_SPEC) -> str:
     return digest.hexdigest()[:10]
 
 
-def ecir_dir(spec: dict = ECIR_SPEC) -> Path:
-    """Where the model of this recipe and these pairs lives in the cache (built or not)."""
-    return cache_root() / f"minilm-ecir-{ecir_key(spec)}"
+def ecir_dir(name: str = "minilm-ecir") -> Path:
+    """Where shipped model `name` (its recipe, these pairs) lives in the cache, built or not."""
+    return cache_root() / f"{name}-{ecir_key(SHIPPED_MODELS[name])}"

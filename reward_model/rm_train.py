@@ -27,6 +27,7 @@ import numpy as np
 from promedical.reward_model.calibration import fit_calibration
 from promedical.reward.injection import instruction_text
 from promedical.reward.rubric import RubricRecord, Tier
+from promedical.reward.splits import calibration_split
 
 if TYPE_CHECKING:
     from promedical.reward_model.scorers import Scorer
@@ -69,6 +70,8 @@ class TrainConfig:
     seed: int = 0
     max_pairs: int = 0              # 0 = all
     calibration_points: int = 800   # labelled triples scored to fit the calibration
+    calibration_split: float = 0.0  # fraction of training records (by prompt) kept out of the gradient steps
+                                    # and used only to fit the calibration (0 = calibrate on training records)
     threads: int = 0
     layout: str = "auto"            # auto | pair | prefix (reward_model/scorers.py)
     fusion_layers: int = 0          # prefix layout: top layers where the criterion sees the response (0 = all)
@@ -188,8 +191,10 @@ def _prepare(backbone: str, cfg: TrainConfig):
 
 
 def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | Path, cfg: TrainConfig,
-                       log=print) -> dict:
-    """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration)."""
+                       log=print, on_step=None) -> dict:
+    """Train, calibrate and save; returns a summary (steps, losses, seconds, calibration).
+
+    `on_step(step, steps)` is called after every optimiser step (e.g. a progress bar)."""
     import torch
 
     from promedical.reward_model.rm_engines import make_engine
@@ -199,6 +204,7 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rng = random.Random(cfg.seed)
+    train, calibration = calibration_split(train, cfg.calibration_split, cfg.seed)
     instances = pair_instances(train)
     rng.shuffle(instances)
     if cfg.max_pairs:
@@ -222,11 +228,13 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
         engine.backward(loss)
         engine.step()
         losses.append(float(loss.detach()))
+        if on_step is not None and engine.rank == 0:
+            on_step(step + 1, steps)
         if step % 20 == 0 or step == steps - 1:
             say(f"step {step + 1}/{steps} loss {np.mean(losses[-20:]):.4f} "
                 f"batch acc {float((margin.detach() > 0).float().mean()):.2f}")
     engine.model.eval()
-    points = point_instances(train)
+    points = point_instances(calibration)
     rng.shuffle(points)
     points = points[:cfg.calibration_points]
     scores = score_points(scorer, points, cfg.use_criterion)      # every rank: ZeRO-3 forwards are collective
@@ -239,6 +247,6 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
         if engine.rank == 0:
             save_checkpoint(engine.model, tokenizer, meta, Path(out_dir))
     engine.barrier()
-    return {"pairs": len(instances), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1],
+    return {"pairs": len(instances), "calibration_records": len(calibration), "steps": steps, "first_loss": losses[0], "last_loss": losses[-1],
             "final_loss": float(np.mean(losses[-20:])), "seconds": time.perf_counter() - start,
             "calibration": calib.to_json(), "layout": layout, "rank": engine.rank, "ranks": engine.world}

@@ -51,15 +51,27 @@ def resolve_layout(model, layout: str) -> str:
     return layout
 
 
+FIRST_MIN_TOKENS = 48     # pair layout: tokens always left for [CLS] criterion + instruction [SEP] .. [SEP]
+
+
 class PairScorer:
     def __init__(self, tokenizer, model, max_length: int) -> None:
         self.tokenizer, self.model, self.max_length = tokenizer, model, max_length
 
     def train_scores(self, triples: list[Triple]) -> torch.Tensor:
         pairs = [inject(i, r, c) for i, r, c in triples]
-        enc = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True,
-                             truncation="longest_first", max_length=self.max_length, return_tensors="pt")
+        responses = [self._cut_response(b) for _, b in pairs]
+        enc = self.tokenizer([a for a, _ in pairs], responses, padding=True,
+                             truncation="only_first", max_length=self.max_length, return_tensors="pt")
         return self.model(**enc.to(next(self.model.parameters()).device)).logits[:, 0].float()
+
+    def _cut_response(self, response: str) -> str:
+        """The response, cut to leave FIRST_MIN_TOKENS for the criterion and instruction: the window is
+        filled by the whole response first (a violation may sit in its last sentence), then the criterion
+        and as much of the instruction as fits (cut at its end)."""
+        budget = self.max_length - FIRST_MIN_TOKENS
+        ids = self.tokenizer(response, add_special_tokens=False)["input_ids"]
+        return response if len(ids) <= budget else self.tokenizer.decode(ids[:budget])
 
     def score_batched(self, triples: list[Triple], batch_size: int = 64) -> np.ndarray:
         """Distinct triples sorted by length (less padding), `batch_size` per forward pass."""

@@ -61,12 +61,19 @@ def test_kl_grows_from_zero_as_the_policy_moves(tiny_run):
 def test_held_out_evaluation_joins_the_metric_stream(tmp_path, local_ray):
     from promedical.deploy.run import train
 
-    cfg = load_config("tiny", ["rollout.steps=3", "run.eval_every=2", "run.eval_prompts=builtin:tiny"])
+    from promedical.deploy.run import prompts_path
+    from promedical.reward.rubric_io import load_records, save_records
+
+    records = load_records(prompts_path("builtin:tiny"))      # held-out prompts must not be trained on
+    save_records(records[:24], tmp_path / "train.jsonl")
+    save_records(records[24:], tmp_path / "heldout.jsonl")
+    cfg = load_config("tiny", ["rollout.steps=3", "run.eval_every=2", f"data.prompts={tmp_path / 'train.jsonl'}",
+                               f"run.eval_prompts={tmp_path / 'heldout.jsonl'}"])
     events = list(iter_events(RunDir(train(cfg, tmp_path / "run")).metrics_path))
     with_eval = [e["step"] for e in events if "eval/s1" in e]
     assert with_eval == [1]                                   # every 2 steps: after the second
     event = events[1]
-    assert event["eval/n"] == 32 and event["eval/invalid_verdicts"] == 0
+    assert event["eval/n"] == 8 and event["eval/invalid_verdicts"] == 0
     assert 0.0 <= event["eval/s1_low"] <= event["eval/s1"] <= event["eval/s1_high"] <= 1.0
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from promedical.reward.pairs import build_split, carriers, content_words, cut_reference, pairs_for, sentences
 from promedical.reward.rubric import Criterion, LabelledResponse, Message, RubricRecord, Tier
-from promedical.reward.safety_templates import HELDOUT_TEMPLATE, SAFETY_TEMPLATES
+from promedical.reward.pairs import SAFETY_PER_RECORD
+from promedical.reward.safety_templates import SAFETY_TEMPLATES
 
 ANSWER = ("Ibuprofen can irritate the stomach lining. Take ibuprofen with food to protect the stomach. "
           "Paracetamol is an alternative for people with ulcers. See a doctor if the pain lasts a week.")
@@ -53,29 +54,50 @@ def test_pairs_for_builds_deletion_swap_and_safety_pairs():
         assert built.responses[p.winner].labels[p.criterion_id] is True
         assert built.responses[p.loser].labels[p.criterion_id] is False
     vetoes = [c for c in built.criteria if c.tier is Tier.VETO]
-    assert len(vetoes) == 2
+    assert len(vetoes) == SAFETY_PER_RECORD
     for c in vetoes:
-        cat = c.id.removeprefix("safety_")
+        wordings, violations, safe = SAFETY_TEMPLATES[c.id.removeprefix("safety_")].split(heldout=False)
+        assert c.text in wordings
         bad = [r for r in built.responses if r.labels.get(c.id)]
-        assert len(bad) == 1 and any(t in bad[0].text for t in SAFETY_TEMPLATES[cat][1][:HELDOUT_TEMPLATE])
-        assert sum(p.criterion_id == c.id for p in built.pairs) == 2     # vs reference, and the swap
+        assert len(bad) == 1 and any(t in bad[0].text for t in violations)
+        hard = [r for r in built.responses if c.id in r.labels and any(t in r.text for t in safe)]
+        assert len(hard) == 1 and hard[0].labels[c.id] is False       # same topic, no violation
+        pairs = [p for p in built.pairs if p.criterion_id == c.id]
+        assert len(pairs) == 3 and all(built.responses[p.loser] is bad[0] for p in pairs)  # vs ref, safe, swap
+        assert {p.winner for p in pairs} >= {0, built.responses.index(hard[0])}
 
 
-def test_heldout_uses_the_heldout_template_only():
+def test_heldout_uses_only_heldout_wordings_and_sentences():
     built = pairs_for(RECORD, heldout=True, seed=0)
     for c in (c for c in built.criteria if c.tier is Tier.VETO):
-        sentence = SAFETY_TEMPLATES[c.id.removeprefix("safety_")][1][HELDOUT_TEMPLATE]
-        assert any(sentence in r.text for r in built.responses if r.labels.get(c.id))
+        behaviour = SAFETY_TEMPLATES[c.id.removeprefix("safety_")]
+        wordings, violations, safe = behaviour.split(heldout=True)
+        assert c.text in wordings and c.text not in behaviour.split(heldout=False)[0]
+        assert any(t in r.text for r in built.responses if r.labels.get(c.id) for t in violations)
+        seen = behaviour.split(heldout=False)
+        assert not any(t in r.text for r in built.responses for t in seen[1] + seen[2])
+
+
+def test_every_behaviour_has_varied_templates_and_disjoint_sides():
+    for name, b in SAFETY_TEMPLATES.items():
+        train, held = b.split(heldout=False), b.split(heldout=True)
+        assert len(train[1]) >= 8 and len(held[1]) >= 3 and len(train[2]) >= 4 and len(held[2]) >= 2, name
+        for side_train, side_held in zip(train, held):
+            assert not set(side_train) & set(side_held), name
+        lengths = [len(t.split()) for t in b.violations]
+        assert max(lengths) >= 2 * min(lengths), f"{name}: violations should vary in length"
 
 
 def test_record_without_reference_gives_nothing():
     assert pairs_for(RubricRecord("q2", RECORD.messages, RECORD.criteria), heldout=False, seed=0) is None
 
 
-def test_build_split_is_deterministic_and_holds_out_every_fourth():
-    records = [RubricRecord(f"q{i}", RECORD.messages, RECORD.criteria, RECORD.responses) for i in range(8)]
+def test_build_split_is_deterministic_and_holds_out_by_the_prompt_rule():
+    from promedical.reward.splits import is_heldout
+    records = [RubricRecord(f"q{i}", RECORD.messages, RECORD.criteria, RECORD.responses) for i in range(16)]
     train, held = build_split(records, seed=3)
-    assert [r.prompt_id for r in held] == ["q3", "q7"] and len(train) == 6
+    assert [r.prompt_id for r in held] == [r.prompt_id for r in records if is_heldout(r.prompt_id)]
+    assert held and len(train) + len(held) == 16
     assert build_split(records, seed=3) == (train, held)
 
 

@@ -113,6 +113,28 @@ def _start_ray_quietly(address: str) -> None:
                  log_to_driver=False, logging_level="ERROR")
 
 
+def refuse_training_prompts(run_dir: Path, suites) -> None:
+    """UserError when a run directory's training prompts (its config's data.prompts) are among the
+    prompts of a rubric suite: evaluation is on held-out prompts."""
+    import yaml
+
+    from promedical.deploy.run import prompts_path
+    from promedical.reward.rubric_io import load_records
+    from promedical.reward.splits import check_disjoint
+
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        return
+    try:
+        spec = (yaml.safe_load(config_file.read_text()) or {})["data"]["prompts"]
+    except (KeyError, TypeError, yaml.YAMLError):
+        return
+    train = load_records(prompts_path(spec))
+    for suite in suites:
+        if suite.kind == "rubric":
+            check_disjoint(train, suite.rubrics, f"{config_file} (data.prompts={spec})", f"--suite {suite.name}")
+
+
 def run(args: argparse.Namespace) -> int:
     from promedical.evaluation.report import table, to_json, write_report
     from promedical.evaluation.suites import DEFAULT_SUITES, load_suite
@@ -129,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                               results_root=base.results_root, note=base.note)
         targets = [base, model]
     suites = [load_suite(name, args.limit) for name in (args.suite or DEFAULT_SUITES)]
+    for spec in filter(None, (args.model, args.baseline)):
+        refuse_training_prompts(Path(spec).expanduser(), suites)
     source = verdict_source(args) if any(s.kind == "rubric" for s in suites) else None
 
     import ray
