@@ -2,7 +2,8 @@
 data/pairs_train.jsonl in a few CPU minutes on first use (reward_model/models.resolve_reward_model).
 
 Recipe (ECIR_SPEC): all-MiniLM-L6-v2 with a scalar head, embeddings and the lowest FREEZE layers
-frozen, per-criterion Bradley-Terry loss on the first PAIRS shuffled training pairs, seeded. A
+frozen, per-criterion Bradley-Terry loss with a pointwise anchor term (rm_train.pair_loss, weight ANCHOR)
+on the first PAIRS shuffled training pairs, seeded. A
 calibration split (CALIBRATION_SPLIT of the training prompts, reward/splits.calibration_split) is kept
 out of the gradient steps and only fits the calibration, the veto threshold included; the held-out
 pairs (data/pairs_heldout.jsonl) are never used.
@@ -16,15 +17,16 @@ from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 from promedical.runtime.models import cache_root
 
-ECIR_SPEC = {"pairs": 1280, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
-             "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0, "v": 3}
+ECIR_SPEC = {"pairs": 960, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
+             "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0,
+             "v": 3}
 # the shipped reward models by name: the demo's grader, its criterion-agnostic twin (the ablation, same
 # recipe with the criterion hidden) and an independently seeded, differently recipe'd injected model that
 # benchmarks use as a judge that is not the training reward
 SHIPPED_MODELS = {
     "minilm-ecir": ECIR_SPEC,
     "minilm-agnostic": ECIR_SPEC | {"criterion": False},
-    "minilm-ecir-s1": ECIR_SPEC | {"seed": 1, "lr": 2e-4, "pairs": 960},
+    "minilm-ecir-s1": ECIR_SPEC | {"seed": 1, "lr": 2e-4, "pairs": 640},
 }
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
 
@@ -33,7 +35,7 @@ def ecir_config(spec: dict = ECIR_SPEC, threads: int = 0) -> TrainConfig:
     return TrainConfig(use_criterion=spec["criterion"], epochs=spec["epochs"], lr=spec["lr"],
                        batch_size=spec["batch_size"], max_length=spec["max_length"], freeze_layers=spec["freeze"],
                        seed=spec["seed"], max_pairs=spec["pairs"], calibration_points=spec["calibration_points"],
-                       calibration_split=spec["calibration_split"], threads=threads)
+                       calibration_split=spec["calibration_split"], anchor_weight=spec["anchor"], threads=threads)
 
 
 def build_minilm_ecir(backbone: str | Path, out: str | Path, spec: dict = ECIR_SPEC, log=None,

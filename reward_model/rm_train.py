@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     max_pairs: int = 0              # 0 = all
     calibration_points: int = 800   # labelled triples scored to fit the calibration
+    anchor_weight: float = 0.0      # pointwise anchor term of the loss (pair_loss); 0 = Bradley-Terry only
     calibration_split: float = 0.0  # fraction of training records (by prompt) kept out of the gradient steps
                                     # and used only to fit the calibration (0 = calibrate on training records)
     threads: int = 0
@@ -142,11 +143,28 @@ def score_points(scorer: Scorer, points: list[PointInstance], use_criterion: boo
     return scorer.score_batched([(p.instruction, p.response, p.criterion if use_criterion else None) for p in points])
 
 
-def _margin(scorer: Scorer, batch: list[PairInstance], use_criterion: bool):
+def _scores(scorer: Scorer, batch: list[PairInstance], use_criterion: bool):
+    """(winner scores, loser scores) of a batch of pairs, one forward pass."""
     crit = [b.criterion if use_criterion else None for b in batch]
     scores = scorer.train_scores([(b.instruction, b.winner, c) for b, c in zip(batch, crit)]
                                  + [(b.instruction, b.loser, c) for b, c in zip(batch, crit)])
-    return scores[:len(batch)] - scores[len(batch):]
+    return scores[:len(batch)], scores[len(batch):]
+
+
+def pair_loss(winner, loser, anchor_weight: float):
+    """Bradley-Terry -log sigmoid(r_w - r_l), plus anchor_weight * (softplus(-r_w) + softplus(r_l)).
+
+    The anchor term uses what every shipped pair also says pointwise: its winner meets the criterion (or,
+    for a veto criterion, does not violate it) and its loser does not (violates it). It pins "good" above
+    0 and "bad" below 0 for every prompt and criterion, so one threshold separates them across prompts,
+    which pointwise decisions (the veto) need and the pairwise loss alone does not give.
+    """
+    import torch.nn.functional as F
+
+    loss = -F.logsigmoid(winner - loser).mean()
+    if anchor_weight:
+        loss = loss + anchor_weight * (F.softplus(-winner) + F.softplus(loser)).mean()
+    return loss
 
 
 def save_checkpoint(model, tokenizer, meta: dict, out_dir: Path) -> None:
@@ -223,8 +241,9 @@ def train_reward_model(backbone: str, train: list[RubricRecord], out_dir: str | 
     for step in range(steps):
         k = (step * cfg.batch_size) % len(instances)
         batch = (instances + instances)[k:k + cfg.batch_size][engine.rank::engine.world]
-        margin = _margin(scorer, batch, cfg.use_criterion)
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        winner, loser = _scores(scorer, batch, cfg.use_criterion)
+        margin = winner - loser
+        loss = pair_loss(winner, loser, cfg.anchor_weight)
         engine.backward(loss)
         engine.step()
         losses.append(float(loss.detach()))
