@@ -27,12 +27,16 @@ def clock_text(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+ETA_WINDOW = 5                       # steps whose median time predicts the rest (the first is slow: warm-up)
+
+
 def eta_s(events: list[dict[str, Any]], total: int) -> float | None:
-    """Seconds left at the mean step time of the steps seen so far (None before the first)."""
+    """Seconds left at the median time of the last ETA_WINDOW steps (None before the first step)."""
     if not events:
         return None
-    mean = sum(e["time_step"] for e in events) / len(events)
-    return mean * max(0, total - (events[-1]["step"] + 1))
+    recent = sorted(e["time_step"] for e in events[-ETA_WINDOW:])
+    median = (recent[(len(recent) - 1) // 2] + recent[len(recent) // 2]) / 2
+    return median * max(0, total - (events[-1]["step"] + 1))
 
 
 def time_split(m: dict[str, Any]) -> list[tuple[str, float]]:

@@ -64,13 +64,14 @@ def summary_lines(run_dir: Path, status: str, elapsed: float) -> list[str]:
     lines = [f"run {status}: {len(events)} step(s) in {clock_text(elapsed)}  ({run_dir})"]
     if events:
         first, last = events[0], events[-1]
-        lines += [f"  {label:<15}{first[key]:{fmt}} -> {last[key]:{fmt}}   (step {first['step'] + 1} -> "
-                  f"{last['step'] + 1})" for key, label, fmt in MOVES if key in first and key in last]
+        lines.append(f"how it moved (step {first['step'] + 1} -> {last['step'] + 1})")
+        lines += [f"  {label:<16}{first[key]:{fmt}} -> {last[key]:{fmt}}"
+                  for key, label, fmt in MOVES if key in first and key in last]
     files = [("metric log", run_dir / "metrics.msgpack"), ("TensorBoard", run_dir / "tensorboard"),
              ("W&B offline", run_dir / "wandb"), ("MLflow", run_dir / "mlruns"),
              ("checkpoints", run_dir / "checkpoints"), ("actor logs", run_dir / "logs"),
              ("report", run_dir / "report")]
-    lines += ["files"] + [f"  {label:<15}{path}" for label, path in files if _nonempty(path)]
+    lines += ["files"] + [f"  {label:<16}{path}" for label, path in files if _nonempty(path)]
     lines += ["next"] + [f"  {cmd}" for cmd in next_commands(run_dir)]
     return lines
 

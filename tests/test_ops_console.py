@@ -22,6 +22,9 @@ def test_time_split_and_eta_by_hand():
     # two steps done of 5 at 2.0 s each: 3 left x 2.0 s
     assert eta_s([event(0, 0.0), event(1, 0.0)], 5) == 6.0
     assert eta_s([], 5) is None
+    # a slow first step (warm-up) does not set the pace: median of 30, 2, 2 is 2; 2 left x 2 s
+    slow = [{**event(0, 0.0), "time_step": 30.0}, event(1, 0.0), event(2, 0.0)]
+    assert eta_s(slow, 5) == 4.0
 
 
 def test_plain_line_has_every_figure_on_one_line():
@@ -48,7 +51,8 @@ def test_without_a_terminal_one_line_per_step_then_the_summary(tmp_path):
     assert [line.split("  ")[0] for line in lines[:3]] == ["step 1/3", "step 2/3", "step 3/3"]
     summary = "\n".join(lines[3:])
     assert lines[3].startswith("run finished: 3 step(s)")
-    assert "reward         -0.500 -> +0.750" in summary and "veto rate      0.500 -> 0.000" in summary
+    assert "how it moved (step 1 -> 3)" in summary
+    assert "reward          -0.500 -> +0.750" in summary and "veto rate       0.500 -> 0.000" in summary
     assert f"tensorboard --logdir {tmp_path / 'tensorboard'}" in summary
     assert "checkpoints" not in summary              # none written, none pointed at
     console.close("finished")                        # a second close prints nothing more
