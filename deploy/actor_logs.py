@@ -61,6 +61,8 @@ def redirect_output() -> None:
 # Lines every run prints that say nothing is wrong; `--verbose` leaves them out of what it streams (the
 # log files keep every line). Each pattern with the reason it is harmless:
 HARMLESS = [
+    # Ray writes these markers into each worker's output for its own log monitor (which job, which actor)
+    re.compile(r"^:(job_id|actor_name|task_name):"),
     # every weight sync reloads layer by layer; a rotary embedding's cos/sin cache is computed, not in the
     # checkpoint, so vLLM puts the computed one back and warns that no weights were loaded for the layer
     re.compile(r"RotaryEmbedding: Failed to load weights"),

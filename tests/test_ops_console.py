@@ -80,7 +80,7 @@ def test_log_tail_streams_new_lines_without_the_harmless_ones(tmp_path):
     shown: list[str] = []
     tail = LogTail(tmp_path, shown.append)
     path = actor_logs.log_path(tmp_path, "generator", 0)
-    path.write_text("WARNING [layerwise.py:266] RotaryEmbedding: Failed to load weights\n"
+    path.write_text(":job_id:01000000\nWARNING [layerwise.py:266] RotaryEmbedding: Failed to load weights\n"
                     "ERROR engine died\npartial")
     tail.poll()
     assert shown == ["[generator-0] ERROR engine died"]
