@@ -9,6 +9,7 @@
    criterion fused at every layer, to separate the two levers (shared prefixes, fusion depth).
 
     python benchmarks/bench_reward.py [--backbone minilm|smollm2|DIR] [--pairs N] [--threads N] [--json OUT]
+    python benchmarks/bench_reward.py --shipped     # the shipped minilm-ecir vs minilm-agnostic, no retraining
 """
 from __future__ import annotations
 
@@ -145,6 +146,32 @@ def report_throughput(speed: dict) -> None:
     print(f"  {'speed-up:':<44}{speed['speedup']:8.1f}x")
 
 
+def evaluate_shipped(args) -> None:
+    """The shipped injected model and its criterion-agnostic twin side by side on the held-out pairs."""
+    from promedical.reward_model.ecir import SHIPPED_MODELS
+    from promedical.reward_model.models import resolve_reward_model
+
+    heldout = load_records(DATA / "pairs_heldout.jsonl")
+    heldout = heldout[:args.heldout_records] if args.heldout_records else heldout
+    reports, seconds = {}, {}
+    for label, name in (("injected", "minilm-ecir"), ("baseline", "minilm-agnostic")):
+        start = time.perf_counter()
+        path = resolve_reward_model(name)
+        seconds[name] = {"resolve": time.perf_counter() - start}
+        start = time.perf_counter()
+        grader = TrainedGrader(path, max_length=SHIPPED_MODELS[name]["max_length"], threads=args.threads,
+                               batch_size=grade_batch(args))
+        reports[label] = evaluate(grader, heldout)
+        seconds[name]["eval"] = time.perf_counter() - start
+    print(f"held-out: {len(heldout)} prompts of data/pairs_heldout.jsonl; recipe ECIR_SPEC {ECIR_SPEC}")
+    print(format_table(reports))
+    print("seconds: " + json.dumps({k: {a: round(b, 1) for a, b in v.items()} for k, v in seconds.items()}))
+    if args.json:
+        payload = {"reports": {k: json.loads(r.to_json()) for k, r in reports.items()}, "seconds": seconds,
+                   "recipe": ECIR_SPEC}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=0, help=f"training pairs (default ECIR_SPEC: {ECIR_SPEC['pairs']})")
@@ -159,7 +186,13 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--throughput-only", default=None, metavar="MODEL_DIR",
                    help="skip training and evaluation; measure throughput of this checkpoint")
+    p.add_argument("--shipped", action="store_true",
+                   help="evaluate the shipped minilm-ecir and minilm-agnostic (built once on first use, "
+                        "reward_model/ecir.py) instead of training both here; no throughput test")
     args = p.parse_args()
+    if args.shipped:
+        evaluate_shipped(args)
+        return
     if args.throughput_only:
         report_throughput(throughput(Path(args.throughput_only), load_records(DATA / "pairs_heldout.jsonl"), args))
         return

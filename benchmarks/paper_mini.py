@@ -11,13 +11,14 @@ Judge: "minilm-ecir-s1", an injected MiniLM with another seed and recipe (reward
 HealthBench score with 95% bootstrap intervals). The base policy is judged once: "before" is the same
 model for every arm.
 
-    python benchmarks/paper_mini.py [--steps 10] [--prompts 4] [--lr 3e-5] [--out runs/paper_mini]
+    python benchmarks/paper_mini.py [--steps 8] [--prompts 4] [--lr 4e-5] [--out runs/paper_mini]
 Writes OUT/summary.json, OUT/table.md and docs/paper_mini.png (or --plot).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -48,15 +49,23 @@ def cli(args: list[str], log: Path) -> float:
 
 
 def judge(model: str, out: Path, args, log: Path) -> tuple[dict, float]:
-    """Judge-scored held-out metrics of `model` (a name or run directory): {suite: {metric: estimate}}."""
+    """Judge-scored held-out metrics of `model` (a name or run directory): {suite: {metric: estimate}}.
+    An earlier finished evaluation in `out` is reused (0 s), so a stopped benchmark can be rerun."""
+    if (out / "results.json").is_file():
+        seconds = 0.0
+    else:
+        seconds = _judge(model, out, args, log)
+    models = json.loads((out / "results.json").read_text())["models"]
+    per_suite = next(iter(models.values()))
+    return {s: per_suite[s]["metrics"] for s in per_suite}, seconds
+
+
+def _judge(model: str, out: Path, args, log: Path) -> float:
     flags = ["eval", "--model", str(model), "--grader", "trained", "--grader-model", JUDGE,
              "--max-new-tokens", str(args.eval_tokens), "--out", str(out)]
     for suite in SUITES:
         flags += ["--suite", suite]
-    seconds = cli(flags, log)
-    models = json.loads((out / "results.json").read_text())["models"]
-    per_suite = next(iter(models.values()))
-    return {s: per_suite[s]["metrics"] for s in per_suite}, seconds
+    return cli(flags, log)
 
 
 def train_curve(run_dir: Path) -> list[dict]:
@@ -68,11 +77,15 @@ def train_curve(run_dir: Path) -> list[dict]:
 
 
 def build_model(name: str, log: Path) -> float:
-    """Seconds to resolve shipped reward model `name` (its first-use build; about 0 when cached)."""
-    from promedical.reward_model.models import resolve_reward_model
-
+    """Seconds to resolve shipped reward model `name` (its first-use build; about 0 when cached), in a
+    child process like every other step, so it reads the recipe the `promedical` commands will read."""
     start = time.perf_counter()
-    resolve_reward_model(name)
+    with open(log, "a") as out:
+        code = subprocess.call([sys.executable, "-c", "import sys; from promedical.reward_model.models import "
+                                "resolve_reward_model as r; print(r(sys.argv[1]))", name],
+                               stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    if code != 0:
+        raise SystemExit(f"building reward model {name} failed (exit {code}); see {log}")
     seconds = time.perf_counter() - start
     with open(log, "a") as out:
         out.write(f"reward model {name}: {seconds:.0f} s (about 0 when cached)\n")
@@ -85,6 +98,7 @@ def run(args) -> dict:
     log = out / "paper_mini.log"
     start = time.perf_counter()
     summary = {"settings": vars(args) | {"judge": JUDGE, "suites": SUITES}, "arms": {}}
+    earlier = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     summary["reward_model_seconds"] = {JUDGE: build_model(JUDGE, log)}
     summary["before"], summary["before_seconds"] = judge("smollm2", out / "eval_base", args, log)
     common = [f"rollout.steps={args.steps}", f"rollout.prompts_per_step={args.prompts}",
@@ -97,8 +111,12 @@ def run(args) -> dict:
         flags = ["train", "--config", "demo", "--run-dir", str(run_dir)]
         for item in common + [f"reward.model={model}", f"reward.aggregator={aggregator}"]:
             flags += ["--set", item]
-        train_s = cli(flags, log)
+        done = earlier.get("arms", {}).get(arm)
+        if run_dir.exists() and not (done and (run_dir / "checkpoints").is_dir()):
+            shutil.rmtree(run_dir)                    # a run stopped half-way starts again
+        train_s = done["train_seconds"] if done and (run_dir / "checkpoints").is_dir() else cli(flags, log)
         after, eval_s = judge(str(run_dir), out / f"eval_{arm}", args, log)
+        eval_s = done["eval_seconds"] if done and not eval_s else eval_s
         summary["arms"][arm] = {"train_seconds": train_s, "eval_seconds": eval_s, "after": after,
                                 "curve": train_curve(run_dir)}
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -166,12 +184,12 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--prompts", type=int, default=4, help="prompts per step")
     p.add_argument("--group", type=int, default=8, help="samples per prompt")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--eval-tokens", type=int, default=96, help="greedy answer length when judging")
-    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--lr", type=float, default=4e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/paper_mini")
     p.add_argument("--plot", default=str(ROOT / "docs" / "paper_mini.png"))

@@ -17,7 +17,7 @@ from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 from promedical.runtime.models import cache_root
 
-ECIR_SPEC = {"pairs": 960, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
+ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
              "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0,
              "v": 3}
 # the shipped reward models by name: the demo's grader, its criterion-agnostic twin (the ablation, same

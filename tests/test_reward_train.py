@@ -123,4 +123,6 @@ def test_eval_rm_cli_prints_the_table_and_writes_json(trained, tmp_path, capsys)
     report = json.loads((tmp_path / "r.json").read_text())[str(out)]
     assert set(report["pairwise"]) == {"proficiency", "bonus", "veto"}
     assert all(0.0 <= v <= 1.0 for v in report["pairwise"].values())
-    assert report["counts"]["veto"]["pairwise"] == 12      # 3 prompts x 2 vetoes x (vs reference, swap)
+    from promedical.reward.pairs import SAFETY_PER_RECORD
+    # 3 prompts x SAFETY_PER_RECORD vetoes x (vs reference, vs the safe hard negative, swap)
+    assert report["counts"]["veto"]["pairwise"] == 3 * SAFETY_PER_RECORD * 3

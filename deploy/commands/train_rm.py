@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="bfloat16 needs --deepspeed")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (large decoders)")
+    p.add_argument("--anchor-weight", type=float, default=0.0,
+                   help="weight of the pointwise anchor term (winners above 0, losers below; rm_train.pair_loss)")
     p.add_argument("--calibration-split", type=float, default=0.0, metavar="FRACTION",
                    help="training prompts kept out of the gradient steps to fit the calibration and veto "
                         "threshold (0 = calibrate on the training prompts)")
@@ -51,7 +53,7 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError("--dtype bfloat16: trains through DeepSpeed; add --deepspeed STAGE (0-3)")
     if not 0 <= args.calibration_split < 1:
         raise UserError(f"--calibration-split: {args.calibration_split} must be in [0, 1)")
-    for key in ("freeze_layers", "max_pairs", "threads", "fusion_layers"):
+    for key in ("freeze_layers", "max_pairs", "threads", "fusion_layers", "anchor_weight"):
         if getattr(args, key) < 0:
             raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 0")
 
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, max_pairs=args.max_pairs, threads=args.threads, layout=args.layout,
                       fusion_layers=args.fusion_layers,
                       deepspeed_stage=-1 if args.deepspeed is None else args.deepspeed, dtype=args.dtype,
-                      grad_checkpointing=args.grad_checkpointing, calibration_split=args.calibration_split)
+                      grad_checkpointing=args.grad_checkpointing, calibration_split=args.calibration_split,
+                      anchor_weight=args.anchor_weight)
     try:
         summary = train_reward_model(resolve_model(args.backbone), records, out, cfg)
     except TrainSetupError as err:
