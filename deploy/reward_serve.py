@@ -121,6 +121,15 @@ async def read_body(request) -> Any:
         raise HttpError(400, f"body is not JSON ({exc})") from None
 
 
+def split_columns(sizes: list[int], columns: tuple[list[float], ...]) -> list[tuple[list[float], ...]]:
+    """Columns scored for requests of `sizes` items, concatenated -> each request's own slice of every column."""
+    out, start = [], 0
+    for size in sizes:
+        out.append(tuple(column[start:start + size] for column in columns))
+        start += size
+    return out
+
+
 def json_response(status: int, payload: dict[str, Any]):
     from starlette.responses import JSONResponse
     return JSONResponse(payload, status_code=status)
@@ -149,12 +158,7 @@ class RewardServer:
         texts = [text for _, request_texts in requests for text in request_texts]
         columns = await asyncio.to_thread(self.scorer, ids, texts) if ids else ([], [], [], [])
         self.requests, self.batches = self.requests + len(requests), self.batches + 1
-        out, start = [], 0
-        for request_ids, _ in requests:
-            end = start + len(request_ids)
-            out.append(tuple(column[start:end] for column in columns))
-            start = end
-        return out
+        return split_columns([len(request_ids) for request_ids, _ in requests], columns)
 
     async def __call__(self, request):
         from promedical.reward_model.rm_server import parse_request

@@ -154,12 +154,23 @@ MLFLOW_DIR = "mlruns"                    # RUN_DIR/mlruns; `mlflow ui --backend-
 EXPERIMENT = "promedical"                # the W&B project and the MLflow experiment
 
 
+def _optional(module: str, pip_name: str):
+    """An optional sink's library, or one line saying how to install it."""
+    import importlib
+
+    from promedical.errors import UserError
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"run.sinks names {module.split('.')[0]}, which is not installed; "
+                        f"pip install {pip_name} (setup.sh does), or drop it from run.sinks") from None
+
+
 class WandbSink:
     """A W&B run in offline mode (no network, no login): one history row per step, keyed as in the log."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        import wandb
-
+        wandb = _optional("wandb", "wandb")
         root = Path(run_dir)
         (root / WANDB_DIR).mkdir(parents=True, exist_ok=True)
         # console="off": the run's terminal output is the console's, not a copy in W&B
@@ -183,7 +194,7 @@ class MlflowSink:
         # MLflow 3 refuses a file store unless asked: a database store needs SQLAlchemy and a server-side
         # schema, which a local, per-run record does not; the file store stays readable by MlflowClient
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        from mlflow.tracking import MlflowClient
+        MlflowClient = _optional("mlflow.tracking", "mlflow-skinny").MlflowClient
 
         root = Path(run_dir).resolve()
         self.client = MlflowClient(tracking_uri=(root / MLFLOW_DIR).as_uri())
