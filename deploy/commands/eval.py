@@ -8,6 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from promedical.deploy.commands.shared import add_ray_address_arg
 from promedical.errors import UserError
 
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="answer length cap (greedy decoding)")
     p.add_argument("--replicas", type=int, default=1, help="generator actors per model")
     p.add_argument("--dtype", default="bfloat16", help="generator dtype")
-    p.add_argument("--address", default="", help="Ray cluster address, or 'auto' (default: a private local Ray)")
+    add_ray_address_arg(p)
     p.add_argument("--out", default=None, help="results directory (default: beside the model or run)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=run)

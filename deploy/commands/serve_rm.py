@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from promedical.deploy.commands.shared import add_ray_address_arg
 from promedical.reward.aggregate import RewardShape
 
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=10.0,
                    help="how long a replica waits for more requests before scoring")
     p.add_argument("--timeout-s", type=float, default=60.0, help="a request not scored by then gets HTTP 504")
-    p.add_argument("--address", default="", help="Ray cluster address, or 'auto' (default: a private local Ray)")
+    add_ray_address_arg(p)
     p.set_defaults(func=run)
 
 

@@ -20,6 +20,11 @@ def add_address_arg(p: argparse.ArgumentParser) -> None:
                    help="Ray dashboard URL (default: RAY_ADDRESS if it is a URL, else http://127.0.0.1:8265)")
 
 
+def add_ray_address_arg(p: argparse.ArgumentParser) -> None:
+    """--address: the Ray cluster a command runs its actors on (eval, serve-rm)."""
+    p.add_argument("--address", default="", help="Ray cluster address, or 'auto' (default: a private local Ray)")
+
+
 def builtin_path(name: str) -> Path:
     """A data file path; builtin:NAME is data/NAME.jsonl shipped with the package."""
     if name.startswith("builtin:"):
