@@ -153,5 +153,6 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
         for sink in sinks:
             sink.close()
         release_placement_groups()
+        route_actor_logs(None)              # actors started later in this process are not this run's
         console.close(status)
     return run.root
