@@ -50,7 +50,13 @@ def redirect_output() -> None:
     path = os.environ.get(LOG_ENV)
     if not path:
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:      # on another node of a cluster RUN_DIR may not exist yet (or not be writable): make it, or
+        Path(path).parent.mkdir(parents=True, exist_ok=True)         # keep Ray's own worker log instead
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        print(f"promedical: cannot write actor log {path} ({exc.strerror}); output stays in Ray's worker log",
+              file=sys.stderr, flush=True)
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -111,3 +111,26 @@ def test_log_options_only_when_logs_are_routed(tmp_path):
 def test_setup_hook_variable_is_rays_own():
     from ray._private import ray_constants
     assert actor_logs.SETUP_HOOK_ENV == ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
+
+
+def test_redirect_output_falls_back_when_the_log_cannot_be_written(tmp_path, monkeypatch, capfd):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(actor_logs.LOG_ENV, str(blocker / "logs" / "policy-0.log"))   # parent is a file
+    actor_logs.redirect_output()                                                     # must not raise
+    assert "cannot write actor log" in capfd.readouterr().err
+
+
+def test_redirect_output_sends_both_streams_of_the_process_to_the_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "logs" / "generator-0.log"
+    code = ("import os, sys; from promedical.deploy.actor_logs import redirect_output; redirect_output(); "
+            "print('to stdout', flush=True); print('to stderr', file=sys.stderr, flush=True); "
+            "os.system('echo from a child process')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, actor_logs.LOG_ENV: str(path)})
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    assert path.read_text().splitlines() == ["to stdout", "to stderr", "from a child process"]
