@@ -51,33 +51,47 @@ def make_group_micro_batch(prompts: list[list[int]], responses: list[list[int]],
                            mask, list(rows))
 
 
-def forward_logprobs(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float) -> torch.Tensor:
+def forward_logprobs(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float,
+                     shared_prefix: bool = True) -> torch.Tensor:
     """(N, T) log p(response token t | prompt, response_<t) at `temperature`; 0 where mask is 0."""
-    return forward_logprobs_entropy(model, mb, temperature, with_entropy=False)[0]
+    return forward_logprobs_entropy(model, mb, temperature, with_entropy=False, shared_prefix=shared_prefix)[0]
 
 
 def forward_logprobs_entropy(model: torch.nn.Module, mb: GroupMicroBatch, temperature: float,
-                             with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                             with_entropy: bool = True,
+                             shared_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """forward_logprobs and, when asked, the (N, T) entropy of each response position's distribution at
-    `temperature` (no grad: a metric), 0 where mask is 0."""
+    `temperature` (no grad: a metric), 0 where mask is 0.
+
+    `shared_prefix=False` runs each row's whole sequence through `model`'s own forward in one pass
+    (same values; `model` may then be a DeepSpeed engine): DeepSpeed ZeRO-3 accumulates gradients
+    correctly over micro-batches only when the forward goes through its engine (measured on CPU, gloo:
+    with submodules called directly, two accumulated micro-batches updated with a gradient of norm
+    2.38 instead of 3.16), so the ZeRO-3 policy uses this path.
+    """
     from transformers import DynamicCache
 
-    body = model.get_decoder()
     n, width = mb.inputs.shape
     start = mb.prefix.shape[1]
-    cache = DynamicCache(config=model.config)
-    if start:
-        body(input_ids=mb.prefix, past_key_values=cache, use_cache=True)
-        for layer in cache.layers:    # share the prompt's keys and values with all N responses
-            layer.keys = layer.keys.expand(n, -1, -1, -1)
-            layer.values = layer.values.expand(n, -1, -1, -1)
     valid = (mb.mask.sum(-1, keepdim=True) > torch.arange(width)).long()
     valid[:, 0] = 1                                   # the last prompt token is always real
     attention = torch.cat([torch.ones(n, start, dtype=torch.long), valid], dim=1)
-    positions = torch.arange(start, start + width).expand(n, width)
-    hidden = body(input_ids=mb.inputs, attention_mask=attention, position_ids=positions,
-                  past_key_values=cache, use_cache=True).last_hidden_state          # (N, T, H)
-    logits = model.get_output_embeddings()(hidden).float() / temperature            # (N, T, V)
+    if not shared_prefix:
+        ids = torch.cat([mb.prefix.expand(n, -1), mb.inputs], dim=1)
+        logits = model(input_ids=ids, attention_mask=attention, position_ids=torch.arange(start + width).expand(n, -1),
+                       logits_to_keep=width, use_cache=False).logits.float() / temperature     # (N, T, V)
+    else:
+        body = model.get_decoder()
+        cache = DynamicCache(config=model.config)
+        if start:
+            body(input_ids=mb.prefix, past_key_values=cache, use_cache=True)
+            for layer in cache.layers:    # share the prompt's keys and values with all N responses
+                layer.keys = layer.keys.expand(n, -1, -1, -1)
+                layer.values = layer.values.expand(n, -1, -1, -1)
+        positions = torch.arange(start, start + width).expand(n, width)
+        hidden = body(input_ids=mb.inputs, attention_mask=attention, position_ids=positions,
+                      past_key_values=cache, use_cache=True).last_hidden_state          # (N, T, H)
+        logits = model.get_output_embeddings()(hidden).float() / temperature            # (N, T, V)
     target_logits = torch.gather(logits, -1, mb.targets.unsqueeze(-1)).squeeze(-1)
     logp = (target_logits - torch.logsumexp(logits, dim=-1)) * mb.mask
     if not with_entropy:

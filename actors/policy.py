@@ -85,13 +85,17 @@ class Policy:
 
         prompts, responses, lengths, group_ids = self._columns(batch)
         out: dict[int, list[float]] = {}
-        module = self.engine.module
         with torch.no_grad():
             for rows in plan_group_micro_batches(group_ids, list(range(batch.num_rows)), self.micro_batch_size):
                 mb = make_group_micro_batch(prompts, responses, rows)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
-                    out.update(unpad(forward_logprobs(module, mb, self.hp["temperature"]), mb, lengths))
+                    out.update(unpad(forward_logprobs(self._forward_model(), mb, self.hp["temperature"],
+                                                     self.zero_stage != 3), mb, lengths))
         return [out[i] for i in range(batch.num_rows)]
+
+    def _forward_model(self):
+        """What the forward pass calls: the engine itself under ZeRO-3 (actors/logprobs.py says why)."""
+        return self.engine if self.zero_stage == 3 else self.engine.module
 
     def _bf16(self) -> bool:
         return bool(self.engine.bfloat16_enabled())
@@ -137,7 +141,8 @@ class Policy:
                 mb = make_group_micro_batch(prompts, responses, rows)
                 pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
-                    logp, entropy = forward_logprobs_entropy(self.engine.module, mb, self.hp["temperature"])
+                    logp, entropy = forward_logprobs_entropy(self._forward_model(), mb, self.hp["temperature"],
+                                                             shared_prefix=self.zero_stage != 3)
                 old_logp = pad(old) if old is not None else logp.detach()
                 mask = mb.mask * keep[rows].unsqueeze(-1)
                 terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
