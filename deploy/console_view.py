@@ -36,7 +36,7 @@ def render(console: Console):
                         f"S1 {m['s1_mean']:.2f}  S2 {m['s2_mean']:.2f}  S3 {m['s3_mean']:.2f}",
                         f"veto rate {m['veto_rate']:.2f}")
         figures.add_row(f"KL {m['kl']:.4f}", f"{m['tokens_per_s']:.0f} tokens/s",
-                        f"restarts {m.get('restarts', 0)}")
+                        f"restarts {m['restarts']}" if "restarts" in m else "")   # when the loop counts them
         rows += ["", figures, "", _time_table(m)]
     grid = Table.grid()
     for row in rows:
