@@ -27,7 +27,7 @@ def main(src: str, dst: str) -> None:
         lines.pop()
     regular, bold = ImageFont.truetype(FONT, SIZE), ImageFont.truetype(BOLD, SIZE)
     cell_w = regular.getbbox("M")[2]
-    cell_h = int(SIZE * 1.35)
+    cell_h = sum(regular.getmetrics())          # ascent + descent: box-drawing lines join up
     width = max(len(t.plain) for t in lines)
     image = Image.new("RGB", (2 * PAD + width * cell_w, 2 * PAD + len(lines) * cell_h), BACKGROUND)
     draw = ImageDraw.Draw(image)
