@@ -126,6 +126,12 @@ class Policy:
         adv = batch.column("advantage").to_numpy(zero_copy_only=False)
         ref = batch.column("ref_logprobs").to_pylist()
         behaviour = batch.column("behaviour_logprobs").to_pylist()
+        # bad values never train: rows the driver masked (non-finite reward) and rows with non-finite
+        # logprobs leave the loss, their values zeroed so no NaN reaches it (rollout/guards.py)
+        usable, bad_logprobs = usable_rows(batch.column("loss_mask").to_numpy(zero_copy_only=False), adv,
+                                           behaviour, ref)
+        adv, behaviour, ref = np.where(usable, adv, 0.0), _zeroed(behaviour, usable), _zeroed(ref, usable)
+        usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)), 0, 0
         stats: dict[str, list[float]] = {key: [] for key in METRICS}
         grad_norms = []
         self.engine.train()
@@ -144,19 +150,22 @@ class Policy:
                     logp, entropy = forward_logprobs_entropy(self._forward_model(), mb, self.hp["temperature"],
                                                              shared_prefix=self.zero_stage != 3)
                 old_logp = pad(old) if old is not None else logp.detach()
-                mask = mb.mask * keep[rows].unsqueeze(-1)
+                mask = mb.mask * (keep[rows] * usable_t[rows]).unsqueeze(-1)
                 terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
                                   torch.tensor(adv[rows], dtype=torch.float32), mask,
                                   settings=self.loss, entropy=entropy)
                 part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
                 # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
                 # each micro-batch contributes its part of the whole mini-batch's mean.
-                self.engine.backward(terms.loss * part * self.micro_per_mini * self.world_size)
+                finite = bool(torch.isfinite(terms.loss))
+                loss = terms.loss * part * self.micro_per_mini * self.world_size if finite else self._zero_loss()
+                skipped, ran = skipped + (not finite), ran + 1
+                self.engine.backward(loss)
                 if rows is groups[-1] and self.zero_stage == 0 and not self._bf16():
                     grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
                 self.engine.step()
                 for key in stats:
-                    stats[key].append(float(getattr(terms, key).detach()) * part)
+                    stats[key].append(float(getattr(terms, key).detach()) * part if finite else 0.0)
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
                 grad_norms.append(float(norm))
@@ -165,8 +174,16 @@ class Policy:
         out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
         out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         out["lr"] = lr
+        out.update(nonfinite_logprob_rows=float(bad_logprobs), masked_rows=float((~usable).sum()),
+                   skipped_microbatches=float(skipped), microbatches=float(ran))
         out["train_seconds"] = time.perf_counter() - start
         return out
+
+    def _zero_loss(self):
+        """Stands in for a non-finite micro-batch loss: a zero joined to every trainable weight, so its
+        gradients are exactly 0 (even where the forward pass made NaN) and DeepSpeed still counts the
+        micro-step of its gradient accumulation."""
+        return sum(p.sum() for p in self.engine.module.parameters() if p.requires_grad) * 0.0
 
     def _set_lr(self) -> float:
         """Learning rate of this training step (algo.lr_schedule at the current version), set on the optimizer."""
@@ -225,6 +242,20 @@ def load_checkpoint(policy: "Policy", directory: str) -> int:
     policy._version = int(client["version"])
     torch.set_rng_state(client["torch_rng"])
     return policy._version
+
+
+def usable_rows(loss_mask, advantages, behaviour: list[list[float]], ref: list[list[float]]
+                ) -> tuple[np.ndarray, int]:
+    """(N,) bool: rows that may enter the loss (driver's loss_mask, finite advantage and logprobs), and
+    how many rows have non-finite behaviour or reference logprobs."""
+    finite = lambda seq: bool(np.isfinite(np.asarray(seq, dtype=np.float64)).all())  # noqa: E731
+    logprobs_ok = np.array([finite(b) and finite(r) for b, r in zip(behaviour, ref)], dtype=bool)
+    usable = np.asarray(loss_mask, dtype=bool) & logprobs_ok & np.isfinite(np.asarray(advantages, dtype=np.float64))
+    return usable, int((~logprobs_ok).sum())
+
+
+def _zeroed(seqs: list[list[float]], usable: np.ndarray) -> list[list[float]]:
+    return [s if ok else [0.0] * len(s) for s, ok in zip(seqs, usable.tolist())]
 
 
 def _pad(seqs: list[list[float]], width: int):

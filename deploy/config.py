@@ -138,6 +138,7 @@ class RunConfig:
     sinks: list[str] = field(default_factory=lambda: ["tensorboard", "prometheus"])   # metric sinks
     eval_every: int = 0                  # evaluate on eval_prompts every N steps (0 = never)
     eval_prompts: str = ""               # held-out rubric JSONL (or builtin:NAME), graded by reward.grader
+    max_bad_steps: int = 3               # stop after this many steps in a row with nothing finite to train on
 
 
 def reward_shape(r: RewardConfig) -> RewardShape:
@@ -246,6 +247,8 @@ def problems(cfg: Config) -> list[str]:
         out.append("run.keep_checkpoints must be >= 1 and run.checkpoint_every >= 0 (0 = no checkpoints)")
     if cfg.rollout.max_staleness < 0:
         out.append(f"rollout.max_staleness={cfg.rollout.max_staleness} must be >= 0")
+    if cfg.run.max_bad_steps < 1:
+        out.append(f"run.max_bad_steps={cfg.run.max_bad_steps}: must be >= 1 (bad steps in a row before the run stops)")
     if not 0 < cfg.rollout.top_p <= 1:
         out.append(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
     if cfg.algo.kl_coef < 0 or cfg.algo.clip_eps <= 0:

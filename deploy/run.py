@@ -106,6 +106,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     from promedical.deploy.placement import release_placement_groups
     from promedical.deploy.sinks import make_sinks
     from promedical.rollout import checkpoint
+    from promedical.rollout.guards import BadSteps
     from promedical.rollout.loop import LoopState, run_loop
     from promedical.rollout.prompts import PromptSource
     from promedical.storage.checkpoints import Checkpoints
@@ -130,6 +131,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     state = checkpoint.restore(latest, source, roles) if latest else LoopState()
     log = MetricsLog(run.metrics_path)
     sinks = make_sinks(run.root, cfg.run.sinks)
+    bad_steps = BadSteps(cfg.run.max_bad_steps)
 
     def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
         if evaluate:                         # held-out metrics join this step's event
@@ -140,6 +142,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
         for sink in sinks:
             sink.write(metrics)
         console.step(metrics)
+        bad_steps.observe(step, metrics)     # BadValuesError after run.max_bad_steps bad steps in a row
 
     status = "failed"
     try:

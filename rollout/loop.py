@@ -17,6 +17,7 @@ import pyarrow as pa
 from promedical.actors.interfaces import PromptRequest
 from promedical.rollout.advantages import ADVANTAGES
 from promedical.rollout.dynamic_sampling import Scoring, more_rounds, sample_informative, shaped_rewards
+from promedical.rollout.guards import masked_advantages, step_health
 from promedical.rollout.metrics import phase_metrics, rollout_metrics
 from promedical.rollout.prompts import PromptSource
 from promedical.storage.schema import TRAINING_FIELDS, columns_batch, merge_columns
@@ -101,14 +102,16 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     rollouts, summary, rewards = scoring.rollouts, scoring.rollouts.summary, scoring.rewards
     ref_small = reference.small()
     shaped, overlong_metrics = shape(scoring)
-    advantage = ADVANTAGES[settings.advantage](shaped, summary.column("group_id").to_numpy(zero_copy_only=False),
-                                               std=settings.std)
+    # a non-finite reward: advantage exactly 0, row out of the loss (rollout/guards.py)
+    advantage, loss_mask = masked_advantages(ADVANTAGES[settings.advantage], shaped,
+                                             summary.column("group_id").to_numpy(zero_copy_only=False), std=settings.std)
     training = columns_batch(TRAINING_FIELDS, {"advantage": advantage, "trained_version": [version] * len(advantage),
-                                               "step": [step] * len(advantage)})
+                                               "step": [step] * len(advantage), "loss_mask": loss_mask})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
     batch = roles.step_batch([rollouts.generation, scoring.reward, reference.columns, roles.columns(training)],
                              summary.num_rows, summary, fetched)
     train = roles.policy.train_step(batch, version)
+    train.update(step_health(loss_mask, train).metrics())
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),
               "score": float(rewards.column("score_seconds")[0].as_py()),
               "reference": float(ref_small.column("reference_seconds")[0].as_py()),

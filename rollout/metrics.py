@@ -7,14 +7,20 @@ import numpy as np
 import pyarrow as pa
 
 
-def _mean(column: pa.Array) -> float:
+def _finite(column: pa.Array) -> np.ndarray:
+    """The column's finite values (a NaN reward is masked out of training and out of these means)."""
     values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return values[np.isfinite(values)]
+
+
+def _mean(column: pa.Array) -> float:
+    values = _finite(column)
     return float(values.mean()) if values.size else 0.0
 
 
 def rollout_metrics(batch: pa.RecordBatch) -> dict[str, float]:
     """Reward and tier statistics, veto rate, lengths and staleness of one trained batch."""
-    reward = batch.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
+    reward = _finite(batch.column("reward"))
     s3 = batch.column("s3").to_numpy(zero_copy_only=False)
     lengths = batch.column("response_length").to_numpy(zero_copy_only=False)
     staleness = (batch.column("trained_version").to_numpy(zero_copy_only=False)
@@ -22,8 +28,8 @@ def rollout_metrics(batch: pa.RecordBatch) -> dict[str, float]:
     advantage = batch.column("advantage").to_numpy(zero_copy_only=False)
     finish = batch.column("finish_reason").to_pylist()
     return {
-        "reward_mean": float(reward.mean()),
-        "reward_std": float(reward.std()),
+        "reward_mean": float(reward.mean()) if reward.size else 0.0,
+        "reward_std": float(reward.std()) if reward.size else 0.0,
         "s1_mean": _mean(batch.column("s1")),
         "s2_mean": _mean(batch.column("s2")),
         "s3_mean": _mean(batch.column("s3")),

@@ -55,6 +55,7 @@ TRAINING_FIELDS: list[pa.Field] = [
     pa.field("advantage", pa.float32()),               # group-normalised advantage of the row's reward
     pa.field("trained_version", pa.int64()),           # policy version that trained on the row
     pa.field("step", pa.int64()),                      # driver step that trained on the row
+    pa.field("loss_mask", pa.bool_()),                 # False = row left out of the loss (non-finite reward)
 ]
 
 ROLLOUT_SCHEMA = pa.schema(GENERATION_FIELDS + REWARD_FIELDS + REFERENCE_FIELDS + TRAINING_FIELDS)

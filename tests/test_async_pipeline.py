@@ -60,7 +60,8 @@ def _hand_written_sync_loop(cfg, steps):
         batch = merge_columns(gen, rew, ref)
         adv = ADVANTAGES[cfg.algo.advantage](batch.column("reward").to_numpy(), batch.column("group_id").to_numpy())
         batch = merge_columns(batch, columns_batch(TRAINING_FIELDS, {
-            "advantage": adv, "trained_version": [step] * batch.num_rows, "step": [step] * batch.num_rows}))
+            "advantage": adv, "trained_version": [step] * batch.num_rows, "step": [step] * batch.num_rows,
+            "loss_mask": [True] * batch.num_rows}))
         report = ray.get(roles.policy.train_step.remote(batch))
         ray.get(roles.generators[0].load_weights.remote(step + 1, roles.policy.export_weights.remote()))
         out.append({"reward_mean": float(np.mean(batch.column("reward").to_numpy())), **report})

@@ -37,7 +37,7 @@ def _batch(groups=4, group_size=8, seed=0):
     return merge_columns(columns_batch(GENERATION_FIELDS, cols),
                          columns_batch(REFERENCE_FIELDS, {"ref_logprobs": ref, "reference_seconds": [0.0] * n}),
                          columns_batch(TRAINING_FIELDS, {"advantage": adv, "trained_version": [0] * n,
-                                                         "step": [0] * n}))
+                                                         "step": [0] * n, "loss_mask": [True] * n}))
 
 
 def _group(ray, kwargs, ranks):

@@ -9,7 +9,7 @@ from promedical.storage.schema import (GENERATION_FIELDS, REFERENCE_FIELDS, REWA
 
 
 def _fill(fields, n):
-    values = {pa.int64(): 1, pa.int32(): 2, pa.float32(): 0.5, pa.string(): "x"}
+    values = {pa.int64(): 1, pa.int32(): 2, pa.float32(): 0.5, pa.string(): "x", pa.bool_(): True}
     cols = {}
     for f in fields:
         if pa.types.is_list(f.type):

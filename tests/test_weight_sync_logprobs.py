@@ -47,7 +47,7 @@ def _training_batch(batch):
     n = batch.num_rows
     rng = np.random.default_rng(0)
     extra = {"advantage": pa.array(rng.standard_normal(n), pa.float32()),
-             "ref_logprobs": batch.column("behaviour_logprobs")}
+             "ref_logprobs": batch.column("behaviour_logprobs"), "loss_mask": pa.array([True] * n)}
     return pa.RecordBatch.from_arrays(list(batch.columns) + list(extra.values()),
                                       names=batch.schema.names + list(extra))
 

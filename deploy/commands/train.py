@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from promedical.deploy.commands.shared import add_config_args
 from promedical.errors import UserError
+from promedical.rollout.guards import BadValuesError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir or cfg.run.run_dir or default_run_dir(cfg))
     fits_here(cfg)
-    with Console(cfg.rollout.steps, run_dir, verbose=args.verbose) as console:   # live on a terminal
-        train(cfg, run_dir, resume=bool(args.resume), console=console)
+    try:
+        with Console(cfg.rollout.steps, run_dir, verbose=args.verbose) as console:   # live on a terminal
+            train(cfg, run_dir, resume=bool(args.resume), console=console)
+    except BadValuesError as exc:       # the run went bad, not its input (that is exit 2): one line, exit 1
+        print(f"promedical train: {exc}", file=sys.stderr)
+        return 1
     return 0
