@@ -7,9 +7,13 @@ Each actor gets two environment variables in its runtime_env: the log file, and 
 naming `redirect_output`, which Ray runs in the new worker process before the actor class is built. It
 points the process's stdout and stderr file descriptors at the log file, so vLLM, DeepSpeed and Ray
 worker lines land there and Ray's log monitor has nothing to forward to the driver.
+
+Also here: which of those lines (and of the driver's own Ray log lines) are known to be harmless, each
+with its reason; `--verbose` and the driver's Ray log handlers leave them out.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -92,7 +96,7 @@ HARMLESS = [
     # the engine runs in the actor's process on purpose; sampling is seeded per prompt group anyway
     re.compile(r"The global random seed is set to .*VLLM_ENABLE_V1_MULTIPROCESSING"),
 ]
-# Driver-side Ray lines, filtered from the driver's own log handlers (console.quiet_driver_warnings):
+# Driver-side Ray lines, filtered from the driver's own log handlers (quiet_driver_warnings below):
 DRIVER_HARMLESS = [
     # a local Ray started by this process: the token it mentions is generated and used by Ray itself
     re.compile(r"Token authentication is enabled for this Ray cluster"),
@@ -102,3 +106,20 @@ DRIVER_HARMLESS = [
 def worth_showing(line: str) -> bool:
     """Whether a streamed actor line is shown by `--verbose`: everything but the known harmless lines."""
     return bool(line.strip()) and not any(p.search(line) for p in HARMLESS)
+
+
+class DropHarmless(logging.Filter):
+    """Leaves out the driver-side Ray log lines listed (with their reasons) in actor_logs.DRIVER_HARMLESS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.search(message) for p in DRIVER_HARMLESS)
+
+
+def quiet_driver_warnings() -> None:
+    """Install DropHarmless on the handlers of Ray's logger (Ray keeps them across ray.init)."""
+    import ray  # noqa: F401  (configures the "ray" logger and its handlers)
+
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, DropHarmless) for f in handler.filters):
+            handler.addFilter(DropHarmless())

@@ -8,14 +8,13 @@ otherwise, and a closing summary of how the run went, where its files are and wh
 """
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from promedical.deploy.actor_logs import DRIVER_HARMLESS, worth_showing
+from promedical.deploy.actor_logs import quiet_driver_warnings, worth_showing
 
 PHASES = ("generate", "score", "reference", "train", "sync")    # the step event's time_<phase> keys
 TAIL_INTERVAL_S = 0.5                                           # --verbose: how often actor logs are read
@@ -53,23 +52,6 @@ def plain_line(m: dict[str, Any], total: int, eta: float | None) -> str:
     return (f"step {m['step'] + 1}/{total}  reward {m['reward_mean']:+.3f} (sd {m['reward_std']:.3f})  "
             f"S1 {m['s1_mean']:.2f} S2 {m['s2_mean']:.2f} S3 {m['s3_mean']:.2f}  veto {m['veto_rate']:.2f}  "
             f"KL {m['kl']:.4f}  {m['tokens_per_s']:.0f} tok/s  {m['time_step']:.1f}s ({split}){restarts}{left}")
-
-
-class DropHarmless(logging.Filter):
-    """Leaves out the driver-side Ray log lines listed (with their reasons) in actor_logs.DRIVER_HARMLESS."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(p.search(message) for p in DRIVER_HARMLESS)
-
-
-def quiet_driver_warnings() -> None:
-    """Install DropHarmless on the handlers of Ray's logger (Ray keeps them across ray.init)."""
-    import ray  # noqa: F401  (configures the "ray" logger and its handlers)
-
-    for handler in logging.getLogger("ray").handlers:
-        if not any(isinstance(f, DropHarmless) for f in handler.filters):
-            handler.addFilter(DropHarmless())
 
 
 class LogTail:

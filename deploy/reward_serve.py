@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ray import serve
 
+from promedical.deploy.actor_logs import quiet_driver_warnings
 from promedical.reward.aggregate import RewardShape
 
 MAX_BODY_BYTES = 64 << 20            # one request: 64 MiB of JSON is far past any rollout batch
@@ -82,6 +84,19 @@ def build_scorer(spec: ScorerSpec, rubrics: dict):
         return scores_columns({k: out.column(k).to_pylist() for k in ("reward", "s1", "s2", "s3")})
 
     return scorer
+
+
+def check_rubrics_fit(spec: ScorerSpec, rubrics: dict) -> None:
+    """Refuse at start, in one line, rubrics the grader cannot score (the rule grader needs patterns)."""
+    from promedical.errors import UserError
+
+    if spec.grader != "rule":
+        return
+    for rec in rubrics.values():
+        missing = [c.id for c in rec.criteria if c.pattern is None]
+        if missing:
+            raise UserError(f"--grader rule: criterion {rec.prompt_id}/{missing[0]} has no pattern; use "
+                            f"--grader similarity or trained, or rubrics with patterns")
 
 
 class HttpError(Exception):
@@ -192,9 +207,13 @@ def start(spec: ScorerSpec, rubrics_path: str, settings: ServeSettings, host: st
     """Start Ray (a private local one unless `address`), Serve's HTTP proxy and the replicas; the URL."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, logging_level="WARNING",
+    if not ray.is_initialized():      # "local": a fresh private Ray, never one some `ray start` left running
+        ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
+    # Serve's INFO lines ("Started Serve", "Connecting to existing Serve app ... http_options will not be
+    # applied", which serve.run says after the serve.start below applied them): serve-rm prints its own line
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    quiet_driver_warnings()
     # the proxy's own end-to-end limit sits just past the replica's, so the replica's 504 with its reason
     # is what a client sees
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": settings.timeout_s + 5})

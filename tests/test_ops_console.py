@@ -5,7 +5,8 @@ import io
 import logging
 
 from promedical.deploy import actor_logs
-from promedical.deploy.console import Console, DropHarmless, LogTail, eta_s, plain_line, time_split
+from promedical.deploy.actor_logs import DropHarmless
+from promedical.deploy.console import Console, LogTail, eta_s, plain_line, time_split
 from promedical.storage.metrics_log import MetricsLog
 
 

@@ -85,3 +85,13 @@ def test_command_line_maps_onto_spec_and_settings():
     assert settings(args) == reward_serve.ServeSettings(replicas=3, batch_wait_s=0.025)
     with pytest.raises(UserError, match="--replicas 0: must be >= 1"):
         settings(build_parser().parse_args(["serve-rm", "--replicas", "0"]))
+
+
+def test_rule_grader_refuses_rubrics_without_patterns_at_start():
+    from promedical.reward.rubric_io import load_records
+
+    medical = {r.prompt_id: r for r in load_records(TINY.with_name("medical.jsonl"))}
+    with pytest.raises(UserError, match="--grader rule: criterion .* has no pattern"):
+        reward_serve.check_rubrics_fit(reward_serve.ScorerSpec(grader="rule", model=None), medical)
+    tiny = {r.prompt_id: r for r in load_records(TINY)}
+    reward_serve.check_rubrics_fit(reward_serve.ScorerSpec(grader="rule", model=None), tiny)   # patterns: fine

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     rubrics = {r.prompt_id: r for r in load_records(args.rubrics)}      # bad input fails before Ray starts
     spec = reward_serve.ScorerSpec.of(args)
+    reward_serve.check_rubrics_fit(spec, rubrics)
     url = reward_serve.start(spec, args.rubrics, settings(args), args.host, args.port, args.address)
     print(f"serving {len(rubrics)} rubrics at {url} with {args.replicas} replica(s); "
           f"health: GET {url.rsplit('/', 1)[0]}/health (Ctrl-C stops)", flush=True)
