@@ -14,7 +14,7 @@ TOLERANCE = 2e-3
 def actors(local_ray):
     import ray
     from promedical.actors.generator import Generator
-from promedical.actors.interfaces import PromptRequest
+    from promedical.actors.interfaces import PromptRequest
     from promedical.actors.models import resolve_model
     from promedical.actors.policy import Policy
 
