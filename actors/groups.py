@@ -12,50 +12,19 @@ needs itself (`storage.schema.gather_rows`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import ray
 
+from promedical.actors.errors import gather
+from promedical.actors.healing import Healing, settle
 from promedical.actors.interfaces import PromptRequest, RankShare
 from promedical.actors.sharding import positions, rank_shares, split_groups
 from promedical.storage.schema import SUMMARY_COLUMNS, gather_rows, merge_columns
-
-
-class ReplicaError(RuntimeError):
-    """A replica failed or did not answer; the message names the role, the replica and the cause."""
-
-    def __init__(self, role: str, replica: int, message: str, cause: str = "failed") -> None:
-        super().__init__(f"{role} replica {replica}: {message}")
-        self.role, self.replica, self.cause = role, replica, cause
-
-
-def _last_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
-
-
-def gather(role: str, refs: Sequence[tuple[int, Any]], timeout_s: float, what: str) -> list[Any]:
-    """Values of (replica, ref) pairs in order; ReplicaError for the first late or failed replica."""
-    if not refs:
-        return []
-    plain = [ref for _, ref in refs]
-    _, late = ray.wait(plain, num_returns=len(plain), timeout=timeout_s)
-    for replica, ref in refs:
-        if ref in late:
-            raise ReplicaError(role, replica, f"no answer to {what} within {timeout_s:g}s "
-                                              f"(set by {role} timeout in config)", cause="hung")
-    out = []
-    for replica, ref in refs:
-        try:
-            out.append(ray.get(ref))
-        except ray.exceptions.RayError as exc:
-            dead = isinstance(exc, (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError))
-            raise ReplicaError(role, replica, f"{what} failed: {_last_line(exc)}",
-                               cause="died" if dead else "failed") from exc
-    return out
 
 
 @dataclass
@@ -98,6 +67,8 @@ class Generated:
     replicas: list[int]
     batches: list[Any]
     summaries: list[Any]
+    version: int = 0                   # policy version of the weights that generate it
+    group_size: int = 0
 
 
 @dataclass
@@ -114,30 +85,66 @@ class Rollouts:
 
 @dataclass
 class GeneratorGroup:
+    """vLLM replicas sharing the prompt queue. With healing, a lost replica is replaced, given the
+    weights of the batch's version (kept by the object-store sync in `weights`) and asked again."""
+
     handles: list[Any]
     timeout_s: float = 600.0
+    healing: Healing | None = None
     role: str = "generator"
+    weights: dict[int, Any] = field(default_factory=dict)   # version -> exported weights ref (recent ones)
+    version: int = 0                                         # latest version queued on the replicas
 
     def generate(self, requests: list[PromptRequest], group_size: int) -> Generated:
         """Split the prompts over the replicas (contiguous shares, row order kept); returns at once."""
         shares = [list(s) for s in np.array_split(np.arange(len(requests)), len(self.handles)) if len(s)]
-        out = Generated([], [], [], [])
+        out = Generated([], [], [], [], version=self.version, group_size=group_size)
         for replica, share in enumerate(shares):
             reqs = [requests[i] for i in share]
-            batch, summary = self.handles[replica].__ray_call__.options(num_returns=2).remote(
-                _generate, reqs, group_size)
+            batch, summary = self._call(replica, reqs, group_size)
             out.requests.append(reqs)
             out.replicas.append(replica)
             out.batches.append(batch)
             out.summaries.append(summary)
         return out
 
+    def _call(self, replica: int, requests: list[PromptRequest], group_size: int) -> tuple[Any, Any]:
+        return self.handles[replica].__ray_call__.options(num_returns=2).remote(_generate, requests, group_size)
+
     def collect(self, generated: Generated) -> Rollouts:
-        """Wait for the batch; fetch only its summary columns."""
-        pairs = list(zip(generated.replicas, generated.summaries))
-        summaries = gather(self.role, pairs, self.timeout_s, "generate")
+        """Wait for the batch (healing lost replicas); fetch only its summary columns."""
+        def reissue(k: int) -> Any:
+            replica = generated.replicas[k]
+            self.load(replica, generated.version)
+            generated.batches[k], generated.summaries[k] = self._call(replica, generated.requests[k],
+                                                                      generated.group_size)
+            if self.version != generated.version:   # then catch up with the weights queued since
+                self.load(replica, self.version)
+            return generated.summaries[k]
+
+        summaries = settle(self, list(zip(generated.replicas, generated.summaries)), "generate", reissue)
         summary = pa.concat_batches(summaries) if len(summaries) > 1 else summaries[0]
         return Rollouts(Columns(list(generated.batches), np.arange(summary.num_rows)), summary)
+
+    def load(self, replica: int, version: int) -> Any:
+        """Queue `version` on a (replaced) replica; version 0 is the weights every replica starts with."""
+        if version == 0:
+            return None
+        if version not in self.weights:
+            raise RuntimeError(f"generator replica {replica}: weights of version {version} are no longer kept; "
+                               f"the run resumes from its checkpoint instead")
+        return self.handles[replica].load_weights.remote(version, self.weights[version])
+
+    def heal_sync(self, replica: int, version: int, cause: str, since: float) -> float:
+        """A replica lost during a weight sync: replace it and load `version`; its seconds to load."""
+        from promedical.actors.errors import ReplicaError
+
+        self.handles[replica] = self.healing.swap(self.role, replica, self.handles[replica],
+                                                  ReplicaError(self.role, replica, "lost in weight sync", cause))
+        ref = self.load(replica, version)
+        seconds = gather(self.role, [(replica, ref)], self.timeout_s, "load_weights")[0] if ref is not None else 0.0
+        self.healing.record(self.role, replica, cause, time.perf_counter() - since)
+        return seconds
 
     def fetch(self, generated: Generated) -> pa.RecordBatch:
         """The whole generated batch (for a checkpoint of the rollouts not yet trained on)."""
@@ -163,15 +170,20 @@ def _on_rows(actor: Any, method: str, small: list[str], kwargs: dict, sources, r
 class Scored:
     """New columns being computed by a pool: by reference, plus the refs of their small columns."""
 
-    role: str
+    pool: "PoolGroup"
     columns: Columns
     replicas: list[int]
     smalls: list[Any]
-    timeout_s: float
+    calls: list[tuple]                # each replica's call arguments, to issue it again on a replacement
 
     def small(self) -> pa.RecordBatch:
-        """Wait for every replica; the small columns in global row order."""
-        parts = gather(self.role, list(zip(self.replicas, self.smalls)), self.timeout_s, "scoring")
+        """Wait for every replica (healing lost ones); the small columns in global row order."""
+        def reissue(k: int) -> Any:
+            handle = self.pool.handles[self.replicas[k]]
+            self.columns.pieces[k], self.smalls[k] = handle.__ray_call__.options(num_returns=2).remote(*self.calls[k])
+            return self.smalls[k]
+
+        parts = settle(self.pool, list(zip(self.replicas, self.smalls)), self.pool.method, reissue)
         whole = pa.concat_batches(parts) if len(parts) > 1 else parts[0]
         return whole.take(pa.array(self.columns.where, type=pa.int64()))
 
@@ -185,21 +197,23 @@ class PoolGroup:
     method: str                       # "score" (reward) or "logprobs" (reference)
     small_columns: list[str]          # what the driver reads back
     timeout_s: float = 600.0
+    healing: Healing | None = None
 
     def start(self, rollouts: Rollouts, **kwargs: Any) -> Scored:
         summary = rollouts.summary
         shards = split_groups(summary.column("group_id").to_pylist(),
                               summary.column("response_length").to_pylist(), len(self.handles))
         shards = [(r, s) for r, s in enumerate(shards) if s]
-        pieces, smalls = [], []
+        pieces, smalls, calls = [], [], []
         for replica, rows in shards:
             lead, refs = shipment([rollouts.generation], np.asarray(rows))
-            piece, small = self.handles[replica].__ray_call__.options(num_returns=2).remote(
-                _on_rows, self.method, self.small_columns, kwargs, *lead, *refs)
+            call = (_on_rows, self.method, self.small_columns, kwargs, *lead, *refs)
+            piece, small = self.handles[replica].__ray_call__.options(num_returns=2).remote(*call)
             pieces.append(piece)
             smalls.append(small)
+            calls.append(call)
         where = positions([rows for _, rows in shards], rollouts.num_rows)
-        return Scored(self.role, Columns(pieces, where), [r for r, _ in shards], smalls, self.timeout_s)
+        return Scored(self, Columns(pieces, where), [r for r, _ in shards], smalls, calls)
 
 
 # ----------------------------------------------------------------------------- policy ranks

@@ -43,6 +43,7 @@ class PendingSync:
     refs: list[ray.ObjectRef]
     method: str = "object_store"
     sender: ray.ObjectRef | None = None   # the policy's half, for methods where it runs apart from the loads
+    handles: list[Any] = field(default_factory=list)   # the generator actors the loads went to
     started_at: float = field(default_factory=time.perf_counter)
 
 
@@ -105,7 +106,31 @@ class Syncer:
         return self.method.start(version)
 
     def wait(self, pending: PendingSync) -> float:
-        return wait(pending, self.timeout_s)
+        """The slowest load's seconds. On the object-store path a generator that died or hung during the
+        sync is replaced and given the version (when its group heals); any other failure raises."""
+        try:
+            return wait(pending, self.timeout_s)
+        except WeightSyncError:
+            generators = self.method.generators
+            if self.method.method != "object_store" or getattr(generators, "healing", None) is None:
+                raise
+        return self._heal(pending, generators)
+
+    def _heal(self, pending: PendingSync, generators: Any) -> float:
+        seconds = [0.0]
+        for i, ref in enumerate(pending.refs):
+            ready, _ = ray.wait([ref], timeout=0)
+            cause = "hung"
+            if ready:
+                try:
+                    seconds.append(float(ray.get(ref)))
+                    continue
+                except (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError):
+                    cause = "died"
+            if generators.handles[i] is not pending.handles[i]:
+                continue            # replaced since (by a generate call), and given the latest weights then
+            seconds.append(generators.heal_sync(i, pending.version, cause, pending.started_at))
+        return max(seconds)
 
 
 @dataclass
@@ -120,10 +145,17 @@ class ObjectStoreSync:
     generators: Any
     method: str = "object_store"
 
+    keep_versions: int = 3    # exports kept for replacing a generator mid-batch: max_staleness + 2
+
     def start(self, version: int) -> PendingSync:
         weights = self.policy.export_refs()
-        return PendingSync(version, [g.load_weights.remote(version, weights) for g in self.generators.handles],
-                           self.method)
+        self.generators.weights[version] = weights
+        for old in [v for v in self.generators.weights if v <= version - self.keep_versions]:
+            del self.generators.weights[old]
+        self.generators.version = version
+        handles = list(self.generators.handles)
+        return PendingSync(version, [g.load_weights.remote(version, weights) for g in handles], self.method,
+                           handles=handles)
 
 
 # ----------------------------------------------------------------------------- GPU: shared sender side
@@ -277,10 +309,19 @@ class CudaIpcSync:
 SYNC_METHODS = {"object_store": ObjectStoreSync, "nccl": NcclBroadcastSync, "cuda_ipc": CudaIpcSync}
 
 
-def choose_method(requested: str, *, cuda: bool, generator_shares_policy_bundle: bool) -> str:
-    """`placement.weight_sync`; auto = object_store on CPU, cuda_ipc when colocated on GPU, else nccl."""
+def choose_method(requested: str, *, cuda: bool, generator_shares_policy_gpu: bool, zero_stage: int = 0,
+                  generators_share_gpus: bool = False) -> str:
+    """`placement.weight_sync`; auto picks by device and placement:
+
+        object_store  on CPU; under ZeRO-3 (only it gathers the partitions); when generators share GPUs
+                      (one NCCL group cannot hold two ranks on one GPU)
+        cuda_ipc      each generator on its policy rank's GPU (colocated, one GPU per bundle)
+        nccl          otherwise
+    """
     if requested != "auto":
         return requested
-    if not cuda:
+    if not cuda or zero_stage == 3:
         return "object_store"
-    return "cuda_ipc" if generator_shares_policy_bundle else "nccl"
+    if generator_shares_policy_gpu:
+        return "cuda_ipc"
+    return "object_store" if generators_share_gpus else "nccl"

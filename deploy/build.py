@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from promedical.deploy.config import Config, reward_shape
+from promedical.deploy.config import DEFAULT_TIMEOUTS_S, Config, reward_shape
 from promedical.deploy.placement import make_plan, place_actors
 
 WORKER_ENV = {
@@ -158,14 +158,30 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     for role, cls in (role_classes or {}).items():
         classes[role] = (cls, classes[role][1])
     handles, pgs = place_actors(plan, classes, cfg.placement.timeout_s)
+    healing = _healing(cfg, plan, classes, pgs)
+    timeout = {role: cfg.fault.timeout_s.get(role, DEFAULT_TIMEOUTS_S[role]) for role in DEFAULT_TIMEOUTS_S}
     policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches,
-                         mask_truncated=cfg.rollout.overlong == "filter")
-    generators = GeneratorGroup(handles["generator"])
-    return Roles(policy=policy, generators=generators,
-                 reference=PoolGroup("reference", handles["reference"], "logprobs", ["reference_seconds"]),
-                 reward=PoolGroup("reward", handles["reward"], "score", [f.name for f in REWARD_FIELDS]),
+                         timeout_s=timeout["policy"])
+    generators = GeneratorGroup(handles["generator"], timeout_s=timeout["generator"], healing=healing)
+    pools = {role: PoolGroup(role, handles[role], method, small, timeout_s=timeout[role], healing=healing)
+             for role, method, small in (("reference", "logprobs", ["reference_seconds"]),
+                                         ("reward", "score", [f.name for f in REWARD_FIELDS]))}
+    return Roles(policy=policy, generators=generators, reference=pools["reference"], reward=pools["reward"],
                  sync=weight_syncer(cfg, plan, pgs, policy, generators),
-                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows)), step_batch=StepBatch)
+                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows)), step_batch=StepBatch,
+                 healing=healing)
+
+
+def _healing(cfg: Config, plan, classes, pgs):
+    """Replacement of dead or hung replicas in their own bundles (fault.heal), or None."""
+    from promedical.actors.healing import Healing
+    from promedical.deploy.placement import start_actor
+
+    if not cfg.fault.heal:
+        return None
+    slots = {(s.role, s.replica): s for s in plan.slots}
+    return Healing(replace=lambda role, replica: start_actor(slots[(role, replica)], classes[role], pgs),
+                   max_restarts=cfg.fault.max_restarts, startup_timeout_s=cfg.fault.startup_timeout_s)
 
 
 def weight_syncer(cfg: Config, plan, pgs, policy, generators):
@@ -176,12 +192,18 @@ def weight_syncer(cfg: Config, plan, pgs, policy, generators):
     from promedical.deploy.placement import bundle_address
 
     slot = {(s.role, s.replica): s for s in plan.slots}
-    shared = slot[("policy", 0)].group == slot[("generator", 0)].group
+    policy_slot, generator_slot = slot[("policy", 0)], slot[("generator", 0)]
+    bundle_gpus = sum(s.resources.gpus for s in plan.slots
+                      if s.group == policy_slot.group and s.bundle == policy_slot.bundle)
+    same_gpu = policy_slot.group == generator_slot.group and 0 < bundle_gpus <= 1   # one GPU, both on it
     method = choose_method(cfg.placement.weight_sync, cuda=torch.cuda.is_available(),
-                           generator_shares_policy_bundle=shared)
+                           generator_shares_policy_gpu=same_gpu, zero_stage=cfg.trainer.zero_stage,
+                           generators_share_gpus=0 < generator_slot.resources.gpus < 1)
     if method == "nccl":
         host, port = bundle_address(pgs, slot[("policy", 0)])
         impl = NcclBroadcastSync(policy, generators, NcclGroup(host, port, 1 + len(generators.handles)))
     else:
         impl = SYNC_METHODS[method](policy=policy, generators=generators)
+        if method == "object_store":   # exports kept for replacing a generator mid-batch
+            impl.keep_versions = cfg.rollout.max_staleness + 2
     return Syncer(impl, cfg.generator.sync_timeout_s)

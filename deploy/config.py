@@ -127,6 +127,20 @@ class PlacementConfig:
     weight_sync: str = "auto"            # registry: auto, object_store, nccl, cuda_ipc (see actors/weight_sync.py)
 
 
+DEFAULT_TIMEOUTS_S = {"generator": 600.0, "reward": 600.0, "reference": 600.0, "policy": 1800.0}
+
+
+@dataclass
+class FaultConfig:
+    # a call to a replica not answered within its role's timeout counts as hung (seconds); a role left
+    # out keeps its default from DEFAULT_TIMEOUTS_S
+    timeout_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
+    heal: bool = True                    # replace dead or hung generator/reward/reference replicas, re-issue
+    max_restarts: int = 20               # replicas replaced over one run attempt; past it a failure ends it
+    startup_timeout_s: float = 600.0     # a replacement replica must have loaded its model within this
+    resume_attempts: int = 2             # policy rank (or driver) lost: resume from the latest checkpoint
+
+
 @dataclass
 class RunConfig:
     seed: int = 0
@@ -157,6 +171,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
     run: RunConfig = field(default_factory=RunConfig)
     preset: str = ""                     # name of the preset this config came from (informational)
 
@@ -224,6 +239,17 @@ def algo_problems(cfg: Config) -> list[str]:
     return out
 
 
+def _fault_problems(fault: FaultConfig) -> list[str]:
+    roles = ("policy", "reference", "reward", "generator")
+    out = [f"fault.timeout_s.{k}: unknown role; use one of {', '.join(roles)}" for k in fault.timeout_s if k not in roles]
+    out += [f"fault.timeout_s.{k}={v} must be > 0 (seconds)" for k, v in fault.timeout_s.items() if not v > 0]
+    if not fault.startup_timeout_s > 0:
+        out.append(f"fault.startup_timeout_s={fault.startup_timeout_s} must be > 0 (seconds)")
+    if fault.max_restarts < 0 or fault.resume_attempts < 0:
+        out.append("fault.max_restarts and fault.resume_attempts must be >= 0 (0 = never)")
+    return out
+
+
 def _ranks(cfg: Config) -> int:
     return (cfg.placement.roles.get("policy") or RoleResources()).replicas
 
@@ -236,7 +262,7 @@ def problems(cfg: Config) -> list[str]:
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
 
-    out = _positive(cfg)
+    out = _positive(cfg) + _fault_problems(cfg.fault)
     if cfg.rollout.group_size < 2 and cfg.rollout.dynamic_sampling:
         out.append(f"rollout.dynamic_sampling=true needs rollout.group_size >= 2 (got {cfg.rollout.group_size}): "
                    f"a one-sample group is always constant and would be dropped; raise group_size or turn it off")

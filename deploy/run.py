@@ -1,6 +1,7 @@
 """A training run: validate everything, make the run directory, start the actors, drive the loop."""
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,39 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`).
 
     `console` (deploy/console.py) shows the progress; by default plain lines, live on a terminal.
+    Generator, reward and reference replicas heal inside an attempt (actors/healing.py); a failure they
+    do not cover (a lost policy rank) resumes the run from its latest checkpoint, up to
+    `fault.resume_attempts` times, each recorded as a restart event in the metric log.
     """
+    import ray
+
+    from promedical.actors.errors import ReplicaError
+    from promedical.storage.checkpoints import Checkpoints
+
+    restarts: list[dict[str, Any]] = []     # of earlier attempts; logged once the next one has restored
+    for attempt in range(cfg.fault.resume_attempts + 1):
+        try:
+            return _attempt(cfg, run_dir, resume, console, restarts)
+        except (ReplicaError, ray.exceptions.RayError) as exc:
+            checkpoints = Checkpoints(Path(run_dir) / "checkpoints", keep=cfg.run.keep_checkpoints)
+            if attempt == cfg.fault.resume_attempts or checkpoints.latest() is None:
+                raise
+            role, replica = getattr(exc, "role", "run"), getattr(exc, "replica", -1)
+            restarts.append({"event": "restart", "role": role, "replica": replica,
+                             "cause": getattr(exc, "cause", type(exc).__name__), "failed_at": time.time(),
+                             "resumed_from": checkpoints.latest().name, "error": str(exc).splitlines()[0][:300]})
+            resume = True
+    raise AssertionError("unreachable")
+
+
+def _lost_seconds(run, step: int) -> float:
+    """Wall time of the steps at or after `step` in the log: work a resume from `step` redoes."""
+    from promedical.storage.metrics_log import iter_events
+    return float(sum(e.get("time_step", 0.0) for e in iter_events(run.metrics_path) if e["step"] >= step))
+
+
+def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[dict[str, Any]]) -> Path:
+    """One attempt at the run: build everything, restore if resuming, drive the loop to the end."""
     from promedical.actors.groups import save_rollouts, wait_all
     from promedical.deploy.actor_logs import route_actor_logs
     from promedical.deploy.build import build_roles, resolve_models, start_ray
@@ -118,6 +151,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     evaluate = in_training_eval(cfg, reward_path)
     run = RunDir(run_dir)
     checkpoints = Checkpoints(run.checkpoints_dir, keep=cfg.run.keep_checkpoints)
+    redone = _lost_seconds(run, int(checkpoints.latest().name.split("_")[1])) if restarts else 0.0
     latest = _resume_point(run, checkpoints) if resume else None
     if not resume:
         run.create(dump_config(cfg))
@@ -130,10 +164,19 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     settings = _settings(cfg)
     state = checkpoint.restore(latest, source, roles) if latest else LoopState()
     log = MetricsLog(run.metrics_path)
+    for event in restarts[len(restarts) - 1:]:          # the one that led to this attempt
+        lost = time.time() - event.pop("failed_at") + redone
+        log.append({**event, "seconds_lost": round(lost, 3), "step": state.step, "policy_version": state.version})
+    restart_count = len(restarts)
     sinks = make_sinks(run.root, cfg.run.sinks)
     bad_steps = BadSteps(cfg.run.max_bad_steps)
 
     def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
+        nonlocal restart_count
+        for event in roles.healing.drain() if roles.healing else []:
+            log.append({"event": "restart", **event, "step": step, "policy_version": metrics["policy_version"]})
+            restart_count += 1
+        metrics["restarts"] = restart_count
         if evaluate:                         # held-out metrics join this step's event
             metrics.update(evaluate(step, roles.generators.handles[0]))
         if cfg.run.save_rollouts:            # assembled and written beside the driver, not through it

@@ -41,6 +41,7 @@ class Roles:
     sync: WeightSyncer
     columns: Callable[[pa.RecordBatch], Any]   # the driver's own columns, shaped like a pool's result
     step_batch: Callable[..., Any]             # StepBatch(sources, num_rows, summary, driver_bytes)
+    healing: Any = None                        # actors.healing.Healing: replaced replicas, drained per step
 
 
 @dataclass

@@ -49,12 +49,13 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
 
 
 def truncate_before(path: str | Path, step: int) -> int:
-    """Keep the step events before `step` and drop the rest and every marker (a resumed run redoes them
-    and writes its own run_end); the file is replaced atomically. The number of events kept."""
+    """Keep the step events before `step` and drop the rest and every marker but restarts (a resumed run
+    redoes those steps and writes its own run_end; a restart happened whatever is redone); the file is
+    replaced atomically. The number of events kept."""
     from promedical.storage.atomic import atomic_write_bytes
 
     events, _ = read_events(path)
-    kept = [e for e in events if e["step"] < step and "event" not in e]
+    kept = [e for e in events if (e["step"] < step and "event" not in e) or e.get("event") == "restart"]
     atomic_write_bytes(path, b"".join(msgpack.packb(e, use_bin_type=True) for e in kept))
     return len(kept)
 

@@ -1,4 +1,8 @@
-"""Checkpoint and exact resume: SIGKILL the driver mid-run, resume, and match an uninterrupted run."""
+"""Checkpoint and exact resume: SIGKILL the driver mid-run, resume, and match an uninterrupted run.
+
+The policy runs as 2 data-parallel DeepSpeed ranks with ZeRO-2, so each rank saves and restores its own
+partition of the optimizer state.
+"""
 import os
 import signal
 import subprocess
@@ -13,7 +17,8 @@ from promedical.storage.run_dir import RunDir
 
 STEPS, EVERY, KILL_AFTER = 7, 3, 4
 ARGS = ["--config", "tiny", "--set", f"rollout.steps={STEPS}", "--set", f"run.checkpoint_every={EVERY}",
-        "--set", "rollout.max_staleness=1", "--set", "run.keep_checkpoints=2"]
+        "--set", "rollout.max_staleness=1", "--set", "run.keep_checkpoints=2",
+        "--set", "placement.roles.policy.replicas=2", "--set", "trainer.zero_stage=2"]
 # Values computed from the same numbers on the same machine; only summation order may differ.
 RTOL, ATOL = 1e-4, 1e-5
 COMPARED = ("reward_mean", "reward_std", "s1_mean", "s3_mean", "kl", "loss", "policy_loss", "clip_fraction",

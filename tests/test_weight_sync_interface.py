@@ -4,7 +4,8 @@ import time
 import pytest
 
 from promedical.actors import weight_sync
-from promedical.actors.weight_sync import ObjectStoreSync, WeightSyncError, WeightSyncTimeout, choose_method
+from promedical.actors.groups import GeneratorGroup, PolicyGroup
+from promedical.actors.weight_sync import ObjectStoreSync, Syncer, WeightSyncError, WeightSyncTimeout, choose_method
 
 def setup_module(module):
     """Ship this module's stand-in classes to Ray workers by value (tests/ is not importable there)."""
@@ -63,10 +64,14 @@ def _actors(ray, n: int = 2, **gen_kwargs):
     return policy, gens
 
 
+def _sync(policy, gens) -> ObjectStoreSync:
+    return ObjectStoreSync(policy=PolicyGroup([policy], zero_stage=0, mini_batches=1), generators=GeneratorGroup(gens))
+
+
 def test_object_store_sync_lands_each_version_between_requests(ray_up):
     ray = ray_up
     policy, gens = _actors(ray)
-    sync = ObjectStoreSync(policy=policy, generators=gens)
+    sync = _sync(policy, gens)
     busy = [g.generate.remote(0.5) for g in gens]        # a request in progress when the sync is queued
     ray.get(policy.bump.remote())
     pending = sync.start(1)
@@ -81,7 +86,7 @@ def test_object_store_sync_lands_each_version_between_requests(ray_up):
 def test_a_generator_that_never_answers_fails_within_the_timeout(ray_up):
     ray = ray_up
     policy, gens = _actors(ray, n=1, load_delay_s=3600)
-    pending = ObjectStoreSync(policy=policy, generators=gens).start(7)
+    pending = _sync(policy, gens).start(7)
     start = time.perf_counter()
     with pytest.raises(WeightSyncTimeout) as err:
         weight_sync.wait(pending, timeout_s=1.0)
@@ -91,16 +96,13 @@ def test_a_generator_that_never_answers_fails_within_the_timeout(ray_up):
     ray.kill(gens[0])
 
 
-def test_the_loop_raises_its_own_timeout_for_a_stuck_sync(ray_up):
-    from promedical.rollout.loop import Roles, WeightSyncTimeout as LoopTimeout, sync_weights, wait_sync
-
+def test_the_loops_syncer_times_out_naming_the_stuck_replica(ray_up):
     ray = ray_up
     policy, gens = _actors(ray, n=2)
     _, (stuck,) = _actors(ray, n=1, load_delay_s=3600)
-    roles = Roles(policy=policy, reference=None, reward=None, generators=gens + [stuck])
-    refs = sync_weights(roles, 3)
-    with pytest.raises(LoopTimeout, match=r"generator replica 2 \(1 of 3\)"):
-        wait_sync(refs, 1.0, 3)
+    syncer = Syncer(_sync(policy, gens + [stuck]), timeout_s=1.0)    # no healing: the timeout is the answer
+    with pytest.raises(WeightSyncTimeout, match=r"generator replica 2 \(1 of 3\)"):
+        syncer.wait(syncer.start(3))
     ray.kill(stuck)
 
 
@@ -108,15 +110,19 @@ def test_a_failing_load_names_the_replica_and_the_cause(ray_up):
     ray = ray_up
     policy, good = _actors(ray, n=1)
     _, bad = _actors(ray, n=1, fail=True)
-    pending = ObjectStoreSync(policy=policy, generators=good + bad).start(4)
+    pending = _sync(policy, good + bad).start(4)
     with pytest.raises(WeightSyncError, match="failed on generator replica 1: .*weights do not match"):
         weight_sync.wait(pending, timeout_s=30)
 
 
-@pytest.mark.parametrize("requested, cuda, shared, method", [
-    ("auto", False, True, "object_store"), ("auto", True, True, "cuda_ipc"),
-    ("auto", True, False, "nccl"), ("nccl", True, True, "nccl"), ("object_store", True, False, "object_store"),
+@pytest.mark.parametrize("requested, cuda, shared, zero, packed, method", [
+    ("auto", False, True, 0, False, "object_store"), ("auto", True, True, 0, False, "cuda_ipc"),
+    ("auto", True, False, 0, False, "nccl"), ("nccl", True, True, 0, False, "nccl"),
+    ("object_store", True, False, 0, False, "object_store"),
+    ("auto", True, True, 3, False, "object_store"),       # only the object store gathers ZeRO-3 partitions
+    ("auto", True, False, 0, True, "object_store"),       # two generators on one GPU cannot share an NCCL group
 ])
-def test_auto_picks_the_method_from_device_and_placement(requested, cuda, shared, method):
-    assert choose_method(requested, cuda=cuda, generator_shares_policy_bundle=shared) == method
+def test_auto_picks_the_method_from_device_and_placement(requested, cuda, shared, zero, packed, method):
+    assert choose_method(requested, cuda=cuda, generator_shares_policy_gpu=shared, zero_stage=zero,
+                         generators_share_gpus=packed) == method
     assert method in weight_sync.SYNC_METHODS
