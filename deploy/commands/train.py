@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir or cfg.run.run_dir or default_run_dir(cfg))
     fits_here(cfg)
+    from promedical.deploy.build import resolve_models
+    resolve_models(cfg)       # first-use model builds (minilm-ecir: a progress bar) before the live display
     try:
         with Console(cfg.rollout.steps, run_dir, verbose=args.verbose) as console:   # live on a terminal
             train(cfg, run_dir, resume=bool(args.resume), console=console)
