@@ -157,10 +157,12 @@ class Policy:
                 part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
                 # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
                 # each micro-batch contributes its part of the whole mini-batch's mean.
-                finite = bool(torch.isfinite(terms.loss))
-                loss = terms.loss * part * self.micro_per_mini * self.world_size if finite else self._zero_loss()
+                finite = self._on_every_rank(bool(torch.isfinite(terms.loss)))
                 skipped, ran = skipped + (not finite), ran + 1
-                self.engine.backward(loss)
+                if finite:
+                    self.engine.backward(terms.loss * part * self.micro_per_mini * self.world_size)
+                else:
+                    self._backward_zero()
                 if rows is groups[-1] and self.zero_stage == 0 and not self._bf16():
                     grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
                 self.engine.step()
@@ -179,11 +181,27 @@ class Policy:
         out["train_seconds"] = time.perf_counter() - start
         return out
 
-    def _zero_loss(self):
-        """Stands in for a non-finite micro-batch loss: a zero joined to every trainable weight, so its
-        gradients are exactly 0 (even where the forward pass made NaN) and DeepSpeed still counts the
-        micro-step of its gradient accumulation."""
-        return sum(p.sum() for p in self.engine.module.parameters() if p.requires_grad) * 0.0
+    def _on_every_rank(self, flag: bool) -> bool:
+        """True when `flag` holds on every rank: ranks skip a micro-batch together, since DeepSpeed's
+        gradient reductions (and ZeRO-3's gathers) must line up across ranks."""
+        if self.world_size == 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        value = torch.tensor([float(flag)], device=self.engine.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item())
+
+    def _backward_zero(self) -> None:
+        """Stands in for the backward of a non-finite micro-batch loss: a zero joined to every trainable
+        weight, so its gradients are exactly 0 (even where the forward pass made NaN) and DeepSpeed still
+        counts the micro-step of its gradient accumulation. ZeRO-3 gathers the weights around it."""
+        import deepspeed
+
+        params = [p for p in self.engine.module.parameters() if p.requires_grad]
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self.zero_stage == 3):
+            self.engine.backward(sum(p.sum() for p in params) * 0.0)
 
     def _set_lr(self) -> float:
         """Learning rate of this training step (algo.lr_schedule at the current version), set on the optimizer."""

@@ -1,4 +1,4 @@
-"""Bad values never reach the weights: a real DeepSpeed policy (ZeRO-0 and ZeRO-2, one Ray actor each)
+"""Bad values never reach the weights: a real DeepSpeed policy (ZeRO-0, 2 and 3, one Ray actor each)
 given NaN/inf logprobs, NaN advantages and non-finite micro-batch losses."""
 import dataclasses
 import sys
@@ -74,7 +74,7 @@ def _all_finite(weights):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zero_stage", [0, 2])
+@pytest.mark.parametrize("zero_stage", [0, 2, 3])
 def test_bad_rows_and_bad_losses_never_reach_the_weights(local_ray, zero_stage):
     from promedical.actors.models import resolve_model
     from transformers import AutoModelForCausalLM
@@ -116,4 +116,35 @@ def test_bad_rows_and_bad_losses_never_reach_the_weights(local_ray, zero_stage):
     wc = _weights(ray, c)
     assert _all_finite(wc) and max(float((wc[k] - base[k]).abs().max()) for k in wc) > 1e-4
     for handle in (a, b, c):
+        ray.kill(handle)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_ranks_skip_a_micro_batch_together(local_ray, zero_stage):
+    """2 ranks, one micro-batch each; only rank 0's loss is NaN. Both must skip it (DeepSpeed's gradient
+    reductions must line up): no hang, both counted, and with nothing trained a fresh Adam moves nothing."""
+    from promedical.actors.groups import Columns, PolicyGroup, StepBatch
+    from promedical.actors.models import resolve_model
+    from promedical.runtime.distributed import free_port
+    from transformers import AutoModelForCausalLM
+
+    ray = local_ray
+    kwargs = policy_kwargs(load_config("tiny", SETTINGS + [f"trainer.zero_stage={zero_stage}"]), resolve_model("tiny"))
+    port = free_port()
+    handles = [ray.remote(NanLossPolicy).options(num_cpus=0.25, max_concurrency=1).remote(
+        **kwargs, rank=r, world_size=2, master_addr="127.0.0.1", master_port=port) for r in range(2)]
+    group = PolicyGroup(handles, zero_stage=zero_stage, mini_batches=1, timeout_s=300)
+    ray.get(handles[0].poison.remote([0]))
+    batch = _batch()
+    step = StepBatch([Columns([ray.put(batch)], np.arange(batch.num_rows))], batch.num_rows,
+                     batch.select(["group_id", "response_length"]))
+    report = group.train_step(step, seed=0)
+    assert (report["skipped_microbatches"], report["microbatches"]) == (2.0, 2.0)
+    assert all(np.isfinite(v) for v in report.values())
+    base = {k: v.float() for k, v in AutoModelForCausalLM.from_pretrained(resolve_model("tiny")).state_dict().items()}
+    weights = {k: v.float() for k, v in ray.get(group.export_refs())}
+    for name in weights:
+        assert torch.equal(weights[name], base[name]), name
+    for handle in handles:
         ray.kill(handle)
