@@ -14,16 +14,20 @@ OVERLONG_MODES = ("none", "filter", "soft")
 
 
 def informative_groups(rewards: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
-    """Group ids, in order of first appearance, whose rewards are not all equal (max != min, exact)."""
+    """Group ids, in order of first appearance, whose rewards are not all equal (max != min, exact).
+
+    Non-finite rewards are left out (they are masked from training, rollout/guards.py): a group is
+    informative when its finite rewards differ."""
     rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    rewards = np.where(np.isfinite(rewards), rewards, np.nan)
     group_ids = np.asarray(group_ids).reshape(-1)
     order, first, inverse = np.unique(group_ids, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     high = np.full(order.size, -np.inf)
     low = np.full(order.size, np.inf)
-    np.maximum.at(high, inverse, rewards)
-    np.minimum.at(low, inverse, rewards)
-    keep = high != low
+    np.fmax.at(high, inverse, rewards)     # fmax/fmin skip NaN; a group with no finite reward keeps -inf, inf
+    np.fmin.at(low, inverse, rewards)
+    keep = high > low
     by_appearance = np.argsort(first, kind="stable")
     return order[by_appearance][keep[by_appearance]]
 

@@ -81,3 +81,13 @@ def test_max_bad_steps_must_be_at_least_one():
     assert load_config("tiny", ["run.max_bad_steps=1"]).run.max_bad_steps == 1
     with pytest.raises(UserError, match=r"run.max_bad_steps=0: must be >= 1"):
         load_config("tiny", ["run.max_bad_steps=0"])
+
+
+def test_dynamic_sampling_counts_a_group_informative_by_its_finite_rewards_only():
+    from promedical.rollout.sampling import informative_groups
+
+    # group 7: 0.5, NaN, 0.5 -> finite rewards equal: constant; group 8: NaN, 0.2, 0.9 -> informative;
+    # group 9: all non-finite -> nothing to learn from; group 10: 0.1, 0.3 -> informative
+    rewards = [0.5, NAN, 0.5, NAN, 0.2, 0.9, NAN, INF, 0.1, 0.3]
+    groups = [7, 7, 7, 8, 8, 8, 9, 9, 10, 10]
+    assert informative_groups(np.array(rewards), np.array(groups)).tolist() == [8, 10]
