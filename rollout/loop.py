@@ -104,8 +104,8 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     ref_small = reference.small()
     shaped, overlong_metrics = shape(scoring)
     # a non-finite reward: advantage exactly 0, row out of the loss (rollout/guards.py)
-    advantage, loss_mask = masked_advantages(ADVANTAGES[settings.advantage], shaped,
-                                             summary.column("group_id").to_numpy(zero_copy_only=False), std=settings.std)
+    groups = summary.column("group_id").to_numpy(zero_copy_only=False)
+    advantage, loss_mask = masked_advantages(ADVANTAGES[settings.advantage], shaped, groups, std=settings.std)
     training = columns_batch(TRAINING_FIELDS, {"advantage": advantage, "trained_version": [version] * len(advantage),
                                                "step": [step] * len(advantage), "loss_mask": loss_mask})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
