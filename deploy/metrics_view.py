@@ -127,8 +127,18 @@ def render(events: Iterable[dict[str, Any]], as_json: bool, write: Callable[[str
     """Write one line per event (with table headers unless JSON); returns the number of events."""
     count = 0
     for event in events:
+        if not as_json and event.get("event") == "restart":
+            write(restart_line(event))
+            continue
         if not as_json and count % HEADER_EVERY == 0:
             write(header())
         write(to_json(event) if as_json else row(event))
         count += 1
     return count
+
+
+def restart_line(event: dict[str, Any]) -> str:
+    """A replaced replica or a resumed run, between the step rows."""
+    what = "run resumed from " + event["resumed_from"] if "resumed_from" in event else "replaced"
+    return (f"  restart at step {int(event['step']) + 1}: {event['role']} replica {event['replica']} "
+            f"{event['cause']}, {what}, {float(event['seconds_lost']):.1f} s lost")

@@ -28,15 +28,21 @@ SUMMARY_ROWS = (("reward_mean", "reward mean", "+.3f"), ("s1_mean", "S1", ".3f")
 
 def load_step_events(run_dir: Path) -> list[dict[str, Any]]:
     """The run's step events in log order (end-of-run and other non-step events left out)."""
-    from promedical.deploy.metrics_view import check_run_dir, is_end
+    from promedical.deploy.metrics_view import check_run_dir
     from promedical.storage.metrics_log import read_events
 
     check_run_dir(run_dir)
     events, _ = read_events(run_dir / "metrics.msgpack")
-    steps = [e for e in events if not is_end(e) and "step" in e]
+    steps = [e for e in events if "event" not in e and "step" in e]
     if not steps:
         raise UserError(f"{run_dir}: metrics.msgpack holds no step events yet; run at least one step first")
     return steps
+
+
+def restart_events(run_dir: Path) -> list[dict[str, Any]]:
+    """Replaced replicas and resumed attempts, in log order."""
+    from promedical.storage.metrics_log import read_events
+    return [e for e in read_events(run_dir / "metrics.msgpack")[0] if e.get("event") == "restart"]
 
 
 def plot(events: list[dict[str, Any]], stem: str, out_dir: Path) -> Path | None:
@@ -82,6 +88,14 @@ def summary(run_dir: Path, events: list[dict[str, Any]], images: list[Path]) -> 
             cells = [format(v, fmt) for v in (values[0], values[-1], min(values), max(values))]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
+    restarts = restart_events(run_dir)
+    if restarts:
+        by_role: dict[str, int] = {}
+        for e in restarts:
+            by_role[e["role"]] = by_role.get(e["role"], 0) + 1
+        lost = sum(float(e["seconds_lost"]) for e in restarts)
+        lines += [f"{len(restarts)} restart(s) ({', '.join(f'{r} {n}' for r, n in sorted(by_role.items()))}), "
+                  f"{lost:.1f} s lost.", ""]
     lines += [f"![{p.stem}]({p.name})" for p in images]
     return "\n".join(lines) + "\n"
 

@@ -22,4 +22,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {info['message']}")
     if info["run_dir"]:
         print(f"  run directory on the cluster: {info['run_dir']}")
+    for line in restart_lines(jobs.logs(args.address, args.job_id)):
+        print(line)
     return 0
+
+
+def restart_lines(log: str) -> list[str]:
+    """The job's restarts (replaced replicas, resumed attempts), read from the events its driver echoed."""
+    from promedical.deploy.metrics_view import parse_line, restart_line
+
+    restarts = [e for e in map(parse_line, log.splitlines()) if e and e.get("event") == "restart"]
+    return [f"  {len(restarts)} restart(s):"] + [restart_line(e) for e in restarts] if restarts else []
