@@ -2,7 +2,9 @@
 counted and the run goes on; NaN on every step stops `promedical train` with one line and exit 1,
 the metric log ending in run_end failed and the last checkpoint intact."""
 import functools
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +13,6 @@ from ray import cloudpickle as ray_cloudpickle
 
 import promedical.deploy.build as build
 from promedical.actors.reward_model import RewardModel
-from promedical.deploy.cli import main
 from promedical.deploy.config import load_config
 from promedical.deploy.run import train
 from promedical.rollout.advantages import grpo
@@ -96,21 +97,34 @@ def test_nan_rewards_are_masked_counted_and_the_run_goes_on(tmp_path, local_ray,
     assert all(np.isfinite(w).all() for w in weights.values())
 
 
+# `promedical train` in a child process, its reward actor swapped for NanFromStep2 through build_roles
+CHILD = """
+import functools, sys
+sys.path.insert(0, {tests!r})
+import promedical.deploy.build as build
+import test_guards_run
+build.build_roles = functools.partial(build.build_roles, role_classes={{"reward": test_guards_run.NanFromStep2}})
+from promedical.deploy.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
-def test_nan_on_every_step_stops_the_run_with_one_line_and_exit_1(tmp_path, local_ray, monkeypatch, capsys):
-    _with_reward(monkeypatch, NanFromStep2)
+def test_nan_on_every_step_stops_the_run_with_one_line_and_exit_1(tmp_path):
     run_dir = tmp_path / "all-nan"
-    code = main(["train", "--config", "tiny", "--run-dir", str(run_dir), *[f"--set={s}" for s in SETTINGS],
-                 "--set=rollout.steps=6", "--set=run.checkpoint_every=1", "--set=run.max_bad_steps=2"])
-    err = capsys.readouterr().err
-    assert code == 1
-    lines = [line for line in err.splitlines() if line.startswith("promedical train:")]
-    assert len(lines) == 1 and "Traceback" not in err
+    args = ["train", "--config", "tiny", "--run-dir", str(run_dir), *[f"--set={s}" for s in SETTINGS],
+            "--set=rollout.steps=6", "--set=run.checkpoint_every=1", "--set=run.max_bad_steps=2"]
+    child = subprocess.run([sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent)), *args],
+                           capture_output=True, text=True, timeout=900)
+    assert child.returncode == 1, child.stderr[-3000:]
+    lines = [line for line in child.stderr.splitlines() if line.startswith("promedical train:")]
+    assert len(lines) == 1 and "Traceback" not in child.stderr, child.stderr[-3000:]
     assert "stopped at step 3: 2 bad steps in a row (run.max_bad_steps=2)" in lines[0]
     assert "8 non-finite rewards" in lines[0]
     run = RunDir(run_dir)
     events = read_events(run.metrics_path)[0]
     assert [e["bad_step"] for e in events[:-1]] == [0, 0, 1, 1]
+    assert [e["nonfinite_reward_rows"] for e in events[:-1]] == [0, 0, 8, 8]
     assert events[-1]["event"] == "run_end" and events[-1]["status"] == "failed"
     latest, weights = _checkpoint_weights(run)     # written after step 2; step 3 stopped the run first
     assert latest.name == "step_000003"
