@@ -131,6 +131,7 @@ class Policy:
         usable, bad_logprobs = usable_rows(batch.column("loss_mask").to_numpy(zero_copy_only=False), adv,
                                            behaviour, ref)
         adv, behaviour, ref = np.where(usable, adv, 0.0), _zeroed(behaviour, usable), _zeroed(ref, usable)
+        old = _zeroed(old, usable) if old is not None else None
         usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)), 0, 0
         stats: dict[str, list[float]] = {key: [] for key in METRICS}
         grad_norms = []
