@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:                   # the supervisor echoes the log and marks the end
         from promedical.deploy.config import load_config as load
         from promedical.deploy.run import train as run_train
-        run_train(load(args.config), Path(args.run_dir).expanduser().resolve(), resume=args.resume)
+        from promedical.rollout.guards import BadValuesError
+        try:
+            run_train(load(args.config), Path(args.run_dir).expanduser().resolve(), resume=args.resume)
+        except BadValuesError as exc:          # the run went bad: one line, exit 1, never restarted
+            print(f"promedical train: {exc}", file=sys.stderr)
+            return 1
         return 0
     run_dir = Path(args.run_dir).expanduser().resolve()
     signal.signal(signal.SIGTERM, _on_sigterm)

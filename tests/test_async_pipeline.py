@@ -54,19 +54,22 @@ def _hand_written_sync_loop(cfg, steps):
         prompts = source.next_batch(cfg.rollout.prompts_per_step)
         requests = [PromptRequest(r.prompt_id, gid, tuple((m.role, m.content) for m in r.messages))
                     for gid, r in prompts]
-        gen = ray.get(roles.generators[0].generate.remote(requests, cfg.rollout.group_size))
-        rew = ray.get(roles.reward.score.remote(gen, {r.prompt_id: r for _, r in prompts}))
-        ref = ray.get(roles.reference.logprobs.remote(gen))
+        generator, reward, reference = roles.generators.handles[0], roles.reward.handles[0], roles.reference.handles[0]
+        gen = ray.get(generator.generate.remote(requests, cfg.rollout.group_size))
+        rew = ray.get(reward.score.remote(gen, {r.prompt_id: r for _, r in prompts}))
+        ref = ray.get(reference.logprobs.remote(gen))
         batch = merge_columns(gen, rew, ref)
         adv = ADVANTAGES[cfg.algo.advantage](batch.column("reward").to_numpy(), batch.column("group_id").to_numpy())
         batch = merge_columns(batch, columns_batch(TRAINING_FIELDS, {
             "advantage": adv, "trained_version": [step] * batch.num_rows, "step": [step] * batch.num_rows,
             "loss_mask": [True] * batch.num_rows}))
-        report = ray.get(roles.policy.train_step.remote(batch))
-        ray.get(roles.generators[0].load_weights.remote(step + 1, roles.policy.export_weights.remote()))
+        policy = roles.policy.handles[0]
+        report = ray.get(policy.train_step.remote(batch))
+        ray.get(generator.load_weights.remote(step + 1, policy.export_weights.remote()))
         out.append({"reward_mean": float(np.mean(batch.column("reward").to_numpy())), **report})
-    for handle in [roles.policy, roles.reference, roles.reward, *roles.generators]:
-        ray.kill(handle)
+    for group in (roles.policy, roles.reference, roles.reward, roles.generators):
+        for handle in group.handles:
+            ray.kill(handle)
     return out
 
 
@@ -82,9 +85,9 @@ def test_staleness_zero_equals_the_synchronous_loop(tmp_path, local_ray):
 class SlowPolicy(Policy):
     """A trainer slowed on purpose: generation is ~20x faster than training."""
 
-    def train_step(self, batch):
+    def train_step(self, batch, share=None):
         time.sleep(1.5)
-        return super().train_step(batch)
+        return super().train_step(batch, share)
 
 
 class CountingGenerator(Generator):
@@ -128,12 +131,13 @@ def test_backpressure_bounds_buffered_rollouts_with_a_slow_trainer(tmp_path, loc
     run_loop(roles, source, _settings(cfg), LoopState(), on_step=lambda *a: trained_at.append(time.time()))
     done.set()
     sampler.join()
-    calls = ray.get(roles.generators[0].call_times.remote())
+    calls = ray.get(roles.generators.handles[0].call_times.remote())
     assert len(calls) == steps
     # when step s finished training, at most s + 1 + (k + 1) batches had been asked for
     for s, t in enumerate(trained_at):
         assert sum(c <= t for c in calls) <= s + 1 + k + 1
     assert plasma and min(plasma) >= 0, "the object-store sampler read nothing"
     assert max(plasma) < 64          # MiB: a few tiny batches and one weight export, never a backlog
-    for handle in [roles.policy, roles.reference, roles.reward, *roles.generators]:
-        ray.kill(handle)
+    for group in (roles.policy, roles.reference, roles.reward, roles.generators):
+        for handle in group.handles:
+            ray.kill(handle)

@@ -48,6 +48,11 @@ class GpuReceiver:
         return float(sum(v.double().sum() for _, v in self.weights))
 
 
+def _policy_group(handle):
+    from promedical.actors.groups import PolicyGroup
+    return PolicyGroup([handle], zero_stage=0, mini_batches=1)
+
+
 @pytest.fixture(scope="module")
 def gpu_ray():
     import ray
@@ -58,22 +63,25 @@ def gpu_ray():
 
 @needs_gpus(1)
 def test_cuda_ipc_maps_the_policy_tensors_on_the_same_gpu(gpu_ray):
+    from promedical.actors.groups import GeneratorGroup
     from promedical.actors.weight_sync import CudaIpcSync, wait
 
     ray = gpu_ray
     policy = ray.remote(GpuPolicy).options(num_gpus=0.5).remote()
     receiver = ray.remote(GpuReceiver).options(num_gpus=0.5).remote()
-    wait(CudaIpcSync(policy=policy, generators=[receiver]).start(1), timeout_s=60)
+    wait(CudaIpcSync(policy=_policy_group(policy), generators=GeneratorGroup([receiver])).start(1), timeout_s=60)
     assert ray.get(receiver.checksum.remote()) == pytest.approx(ray.get(policy.checksum.remote()))
 
 
 @needs_gpus(2)
 def test_nccl_broadcast_reaches_a_generator_on_another_gpu(gpu_ray):
+    from promedical.actors.groups import GeneratorGroup
     from promedical.actors.weight_sync import NcclBroadcastSync, NcclGroup, wait
 
     ray = gpu_ray
     policy = ray.remote(GpuPolicy).options(num_gpus=1).remote()
     receiver = ray.remote(GpuReceiver).options(num_gpus=1).remote()
     spec = NcclGroup(host="127.0.0.1", port=_free_port(), world_size=2)
-    wait(NcclBroadcastSync(policy=policy, generators=[receiver], spec=spec).start(1), timeout_s=120)
+    sync = NcclBroadcastSync(policy=_policy_group(policy), generators=GeneratorGroup([receiver]), spec=spec)
+    wait(sync.start(1), timeout_s=120)
     assert ray.get(receiver.checksum.remote()) == pytest.approx(ray.get(policy.checksum.remote()))
