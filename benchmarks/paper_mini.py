@@ -11,7 +11,7 @@ Judge: "minilm-ecir-s1", an injected MiniLM with another seed and recipe (reward
 HealthBench score with 95% bootstrap intervals). The base policy is judged once: "before" is the same
 model for every arm.
 
-    python benchmarks/paper_mini.py [--steps 8] [--prompts 4] [--lr 4e-5] [--out runs/paper_mini]
+    python benchmarks/paper_mini.py [--steps 20] [--prompts 4] [--lr 4e-5] [--out runs/paper_mini]
 Writes OUT/summary.json, OUT/table.md and docs/paper_mini.png (or --plot).
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run(args) -> dict:
     summary["before"], summary["before_seconds"] = judge("smollm2", out / "eval_base", args, log)
     common = [f"rollout.steps={args.steps}", f"rollout.prompts_per_step={args.prompts}",
               f"rollout.group_size={args.group}", f"rollout.max_new_tokens={args.max_new_tokens}",
-              f"algo.lr={args.lr}", f"run.seed={args.seed}", f"run.checkpoint_every={args.steps}",
+              f"algo.lr={args.lr:.8f}", f"run.seed={args.seed}", f"run.checkpoint_every={args.steps}",
               "run.keep_checkpoints=1", "run.save_rollouts=false", "run.sinks=[tensorboard]", "reward.grader=trained"]
     for arm, (model, aggregator) in ARMS.items():
         summary["reward_model_seconds"].setdefault(model, build_model(model, log))
@@ -184,7 +184,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--prompts", type=int, default=4, help="prompts per step")
     p.add_argument("--group", type=int, default=8, help="samples per prompt")
     p.add_argument("--max-new-tokens", type=int, default=48)
