@@ -32,6 +32,7 @@ ARMS = {       # arm -> (reward model, aggregator)
 JUDGE = "minilm-ecir-s1"
 SUITES = ("healthbench", "kqa")
 METRICS = ("healthbench", "s1", "s2", "s3", "veto_rate")
+ROLLING = 5         # steps in the plotted running mean of the training reward
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -132,7 +133,8 @@ def _cell(est: dict | None) -> str:
 def table(summary: dict) -> str:
     """Markdown: one row per (suite, metric), before and each arm's after, with 95% intervals."""
     arms = list(summary["arms"])
-    lines = ["| suite | metric (judge " + JUDGE + ") | before (base) | " + " | ".join(f"after {a}" for a in arms) + " |",
+    head = f"| suite | metric (judge {JUDGE}) | before (base) | " + " | ".join(f"after {a}" for a in arms) + " |"
+    lines = [head,
              "|---|---|---|" + "---|" * len(arms)]
     for suite in SUITES:
         for metric in METRICS:
@@ -141,10 +143,12 @@ def table(summary: dict) -> str:
                 continue
             cells = [_cell(summary["arms"][a]["after"].get(suite, {}).get(metric)) for a in arms]
             lines.append(f"| {suite} | {metric} | {_cell(before)} | " + " | ".join(cells) + " |")
-    lines += ["", "| arm | training reward, first -> last step | train s | judge s |", "|---|---|---|---|"]
+    lines += ["", f"| arm | training reward, mean of the first {ROLLING} -> last {ROLLING} steps | train s | judge s |",
+              "|---|---|---|---|"]
     for arm, r in summary["arms"].items():
-        c = r["curve"]
-        moved = f"{c[0]['reward_mean']:+.3f} -> {c[-1]['reward_mean']:+.3f}" if c else "-"
+        c = [p["reward_mean"] for p in r["curve"]]
+        k = min(ROLLING, len(c))
+        moved = f"{sum(c[:k]) / k:+.3f} -> {sum(c[-k:]) / k:+.3f}" if c else "-"
         lines.append(f"| {arm} | {moved} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -157,11 +161,15 @@ def plot(summary: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for arm, r in summary["arms"].items():
-        left.plot([p["step"] + 1 for p in r["curve"]], [p["reward_mean"] for p in r["curve"]], marker="o", label=arm)
-    left.set(xlabel="GRPO step", ylabel="mean training reward (own reward)", title="training reward")
+        steps, rewards = [p["step"] + 1 for p in r["curve"]], [p["reward_mean"] for p in r["curve"]]
+        line, = left.plot(steps, rewards, marker=".", alpha=0.35, linewidth=0.8)
+        k = min(ROLLING, len(rewards))
+        windows = [rewards[max(0, i - k + 1):i + 1] for i in range(len(rewards))]
+        smooth = [sum(w) / len(w) for w in windows]
+        left.plot(steps, smooth, color=line.get_color(), linewidth=2, label=f"{arm} (mean of last {k})")
+    left.set(xlabel="GRPO step", ylabel="mean reward (own reward, own scale)", title="training reward")
     left.legend()
-    shown = [("healthbench", "healthbench"), ("healthbench", "s1"), ("healthbench", "veto_rate"),
-             ("kqa", "s1"), ("kqa", "veto_rate")]
+    shown = [("healthbench", "healthbench"), ("healthbench", "s1"), ("healthbench", "veto_rate"), ("kqa", "s1")]
     columns = [("before", summary["before"])] + [(a, r["after"]) for a, r in summary["arms"].items()]
     width = 0.8 / len(columns)
     for k, (label, res) in enumerate(columns):
