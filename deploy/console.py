@@ -111,10 +111,14 @@ class Console:
         self._stop()                 # a failure before the loop: the terminal is left as it was found
 
     def open(self) -> None:
-        """Start the live display (and the --verbose log stream); a second call does nothing."""
-        if self._opened:
+        """Start the live display (and the --verbose log stream); a second call does nothing until close().
+
+        A run that resumes after a failure (deploy/run.py's attempts) closes and opens again: the failed
+        attempt's summary stays on screen, and the display continues with the next attempt's steps.
+        """
+        if self._opened and not self._closed:
             return
-        self._opened = True
+        self._opened, self._closed = True, False
         quiet_driver_warnings()
         if self.live:
             from rich.console import Console as RichConsole
@@ -153,7 +157,7 @@ class Console:
             self._live = None
 
     def close(self, status: str) -> None:
-        """Stop the display and print the summary (once)."""
+        """Stop the display and print the summary (once per open)."""
         self._stop()
         if self._closed:
             return

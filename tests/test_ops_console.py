@@ -60,6 +60,19 @@ def test_without_a_terminal_one_line_per_step_then_the_summary(tmp_path):
     assert len(out.getvalue().splitlines()) == len(lines)
 
 
+def test_a_resumed_attempt_reopens_and_gets_its_own_summary(tmp_path):
+    out = io.StringIO()
+    console = Console(2, tmp_path, stream=out)
+    console.open()
+    console.close("failed")                          # attempt 1 fails before a step
+    console.open()                                   # attempt 2, resumed
+    console.step(event(0, 0.5))
+    console.close("finished")
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("run ")] == ["run failed", "run finished"]
+    assert any(line.startswith("step 1/2") for line in lines)
+
+
 def test_live_panel_renders_progress_figures_and_time_split(tmp_path):
     from rich.console import Console as RichConsole
 
