@@ -57,9 +57,9 @@ def plain_line(m: dict[str, Any], total: int, eta: float | None) -> str:
 class LogTail:
     """Streams new lines of RUN_DIR/logs/*.log to `emit`, leaving out the known harmless ones."""
 
-    def __init__(self, log_dir: Path, emit: Callable[[str], None]) -> None:
+    def __init__(self, log_dir: Path, emit: Callable[[str], None], offsets: dict[Path, int] | None = None) -> None:
         self.log_dir, self.emit = log_dir, emit
-        self._offsets: dict[Path, int] = {}
+        self._offsets = offsets if offsets is not None else {}   # shared across reopenings: no line twice
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="actor-log-tail", daemon=True)
 
@@ -101,6 +101,7 @@ class Console:
         self.started = clock()
         self._live = None
         self._tail: LogTail | None = None
+        self._tail_offsets: dict[Path, int] = {}
         self._opened = self._closed = False
 
     def __enter__(self) -> "Console":
@@ -130,7 +131,7 @@ class Console:
                               get_renderable=lambda: render(self))
             self._live.start()
         if self.verbose:
-            self._tail = LogTail(self.run_dir / "logs", self._emit)
+            self._tail = LogTail(self.run_dir / "logs", self._emit, self._tail_offsets)
             self._tail.start()
 
     def _emit(self, line: str) -> None:
