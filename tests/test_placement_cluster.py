@@ -113,6 +113,7 @@ def test_a_plan_the_live_cluster_cannot_hold_is_refused_listing_free_resources(c
     ray, _ = cluster
     before = len(ray.util.placement_group_table())
     with pytest.raises(UserError) as err:
-        _place(ray, ["placement.roles.policy.num_gpus=1", "placement.roles.policy.replicas=5"])
+        _place(ray, ["placement.roles.policy.num_gpus=1", "placement.roles.policy.replicas=5",
+                     "rollout.prompts_per_step=5", "algo.mini_batches=1"])   # 5 ranks: 1 group each
     assert "Asked:" in str(err.value) and "Available:" in str(err.value) and "GPU 2" in str(err.value)
     assert len(ray.util.placement_group_table()) == before   # nothing reserved on refusal
