@@ -231,7 +231,6 @@ class StepBatch:
     sources: list[Columns]
     num_rows: int
     summary: pa.RecordBatch
-    driver_bytes: int = 0              # bytes the driver fetched or sent for this step
 
 
 @dataclass

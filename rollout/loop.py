@@ -40,7 +40,7 @@ class Roles:
     generators: Any    # GeneratorGroup: generate(requests, G) -> Generated; collect -> Rollouts
     sync: WeightSyncer
     columns: Callable[[pa.RecordBatch], Any]   # the driver's own columns, shaped like a pool's result
-    step_batch: Callable[..., Any]             # StepBatch(sources, num_rows, summary, driver_bytes)
+    step_batch: Callable[..., Any]             # StepBatch(sources, num_rows, summary)
     healing: Any = None                        # actors.healing.Healing: replaced replicas, drained per step
 
 
@@ -110,7 +110,7 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
                                                "step": [step] * len(advantage), "loss_mask": loss_mask})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
     batch = roles.step_batch([rollouts.generation, scoring.reward, reference.columns, roles.columns(training)],
-                             summary.num_rows, summary, fetched)
+                             summary.num_rows, summary)
     train = roles.policy.train_step(batch, version)
     train.update(step_health(loss_mask, train).metrics())
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),

@@ -162,7 +162,7 @@ def _run(staleness: int, rounds: int, steps: int = 3):
     gens = _Generators()
     roles = Roles(policy=_Policy(), reference=_Reference(), reward=_Reward(), generators=gens, sync=_Sync(gens),
                   columns=lambda b: Columns([b], np.arange(b.num_rows)),
-                  step_batch=lambda sources, n, summary, nbytes: dict(sources=sources, n=n, summary=summary))
+                  step_batch=lambda sources, n, summary: dict(sources=sources, n=n, summary=summary))
     settings = LoopSettings(steps=steps, prompts_per_step=2, group_size=3, max_staleness=staleness, advantage="grpo",
                             dynamic_sampling=True, max_sampling_rounds=rounds)
     seen = []

@@ -111,7 +111,7 @@ def _roles():
     gens = FakeGenerators()
     return Roles(policy=FakePolicy(), reference=FakeReference(), reward=FakeReward(), generators=gens,
                  sync=FakeSync(gens), columns=lambda b: b,
-                 step_batch=lambda sources, n, summary, nbytes: dict(sources=sources, n=n, summary=summary))
+                 step_batch=lambda sources, n, summary: dict(sources=sources, n=n, summary=summary))
 
 
 @pytest.mark.parametrize("staleness", [0, 2])
