@@ -69,6 +69,7 @@ class Generated:
     summaries: list[Any]
     version: int = 0                   # policy version of the weights that generate it
     group_size: int = 0
+    issued_on: list[Any] = field(default_factory=list)   # the actor each call went to (None: restored)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class GeneratorGroup:
             out.replicas.append(replica)
             out.batches.append(batch)
             out.summaries.append(summary)
+            out.issued_on.append(self.handles[replica])
         return out
 
     def _call(self, replica: int, requests: list[PromptRequest], group_size: int) -> tuple[Any, Any]:
@@ -113,18 +115,20 @@ class GeneratorGroup:
 
     def collect(self, generated: Generated) -> Rollouts:
         """Wait for the batch (healing lost replicas); fetch only its summary columns."""
-        def reissue(k: int) -> Any:
-            replica = generated.replicas[k]
-            self.load(replica, generated.version)
-            generated.batches[k], generated.summaries[k] = self._call(replica, generated.requests[k],
-                                                                      generated.group_size)
-            if self.version != generated.version:   # then catch up with the weights queued since
-                self.load(replica, self.version)
-            return generated.summaries[k]
-
-        summaries = settle(self, list(zip(generated.replicas, generated.summaries)), "generate", reissue)
+        summaries = settle(self, list(zip(generated.replicas, generated.summaries)), "generate",
+                           lambda k: self._reissue(generated, k)[1], issued=generated.issued_on)
         summary = pa.concat_batches(summaries) if len(summaries) > 1 else summaries[0]
         return Rollouts(Columns(list(generated.batches), np.arange(summary.num_rows)), summary)
+
+    def _reissue(self, generated: Generated, k: int) -> tuple[Any, Any]:
+        """Call k again on its replica's (new) actor, with the weights of the batch's version."""
+        replica = generated.replicas[k]
+        self.load(replica, generated.version)
+        generated.batches[k], generated.summaries[k] = self._call(replica, generated.requests[k], generated.group_size)
+        generated.issued_on[k] = self.handles[replica]
+        if self.version != generated.version:   # then catch up with the weights queued since
+            self.load(replica, self.version)
+        return generated.batches[k], generated.summaries[k]
 
     def load(self, replica: int, version: int) -> Any:
         """Queue `version` on a (replaced) replica; version 0 is the weights every replica starts with."""
@@ -148,13 +152,15 @@ class GeneratorGroup:
 
     def fetch(self, generated: Generated) -> pa.RecordBatch:
         """The whole generated batch (for a checkpoint of the rollouts not yet trained on)."""
-        batches = gather(self.role, list(zip(generated.replicas, generated.batches)), self.timeout_s, "generate")
+        batches = settle(self, list(zip(generated.replicas, generated.batches)), "generate",
+                         lambda k: self._reissue(generated, k)[0], issued=generated.issued_on)
         return pa.concat_batches(batches) if len(batches) > 1 else batches[0]
 
     @staticmethod
     def restored(batch: pa.RecordBatch, requests: list[PromptRequest]) -> Generated:
         """A batch read back from a checkpoint, as if just generated."""
-        return Generated([requests], [0], [ray.put(batch)], [ray.put(batch.select(SUMMARY_COLUMNS))])
+        return Generated([requests], [0], [ray.put(batch)], [ray.put(batch.select(SUMMARY_COLUMNS))],
+                         issued_on=[None])
 
 
 # ----------------------------------------------------------------------------- reward and reference

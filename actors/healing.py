@@ -59,9 +59,14 @@ class Healable(Protocol):
 
 
 def settle(group: Healable, items: list[tuple[int, Any]], what: str,
-           reissue: Callable[[int], Any]) -> list[Any]:
+           reissue: Callable[[int], Any], issued: list[Any] | None = None) -> list[Any]:
     """Values of the (replica, ref) calls in order. A replica that died or hung is replaced and
-    `reissue(k)` makes call k again on `group.handles[replica]` (a new ref); one retry per call."""
+    `reissue(k)` makes call k again on `group.handles[replica]` (a new ref); one retry per call.
+
+    `issued[k]`, when given, is the actor call k went to. A call made before its replica was replaced
+    (a batch generated ahead of training) is lost with the old actor: it is made again on the
+    replacement, without replacing the replica a second time or counting a second restart.
+    """
     out = []
     for k, (replica, ref) in enumerate(items):
         start = time.perf_counter()
@@ -72,7 +77,10 @@ def settle(group: Healable, items: list[tuple[int, Any]], what: str,
             if err.cause == "failed" or group.healing is None:
                 raise
             failure = err
-        group.handles[replica] = group.healing.swap(group.role, replica, group.handles[replica], failure)
+        replaced_since = issued is not None and issued[k] is not None and issued[k] is not group.handles[replica]
+        if not replaced_since:
+            group.handles[replica] = group.healing.swap(group.role, replica, group.handles[replica], failure)
         out.append(gather(group.role, [(replica, reissue(k))], group.timeout_s, what)[0])
-        group.healing.record(group.role, replica, failure.cause, time.perf_counter() - start)
+        if not replaced_since:
+            group.healing.record(group.role, replica, failure.cause, time.perf_counter() - start)
     return out
