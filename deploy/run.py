@@ -143,7 +143,7 @@ def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[d
     from promedical.rollout.loop import LoopState, run_loop
     from promedical.rollout.prompts import PromptSource
     from promedical.storage.checkpoints import Checkpoints
-    from promedical.storage.metrics_log import MetricsLog
+    from promedical.storage.metrics_log import MetricsLog, read_events
     from promedical.storage.run_dir import RunDir
 
     records = load_prompts(cfg)             # bad input fails here, before any actor starts
@@ -167,7 +167,8 @@ def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[d
     for event in restarts[len(restarts) - 1:]:          # the one that led to this attempt
         lost = time.time() - event.pop("failed_at") + redone
         log.append({**event, "seconds_lost": round(lost, 3), "step": state.step, "policy_version": state.version})
-    restart_count = len(restarts)
+    # every restart of the run so far: earlier attempts' and earlier runs' (kept through a rewind)
+    restart_count = sum(e.get("event") == "restart" for e in read_events(run.metrics_path)[0])
     sinks = make_sinks(run.root, cfg.run.sinks)
     bad_steps = BadSteps(cfg.run.max_bad_steps)
 
