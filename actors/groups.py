@@ -322,8 +322,11 @@ def wait_all(refs: list[Any], timeout_s: float) -> None:
 
 
 def loss_lengths(summary: pa.RecordBatch, mask_truncated: bool) -> list[int]:
-    """Per row, its response tokens that enter the loss: 0 for a row cut at the budget when masked."""
+    """Per row, its response tokens that enter the loss: 0 for a row the driver masked (its `loss_mask`
+    column, when the summary has one: a non-finite reward) and for a row cut at the budget when masked."""
     lengths = summary.column("response_length").to_pylist()
+    if "loss_mask" in summary.schema.names:
+        lengths = [n if ok else 0 for n, ok in zip(lengths, summary.column("loss_mask").to_pylist())]
     if not mask_truncated:
         return lengths
     return [0 if f == "length" else n for n, f in zip(lengths, summary.column("finish_reason").to_pylist())]

@@ -117,9 +117,6 @@ class Policy:
         lr = self._set_lr()
         prompts, responses, lengths, group_ids = self._columns(batch)
         keep = keep_mask(batch.column("finish_reason").to_pylist(), self.loss.mask_truncated)
-        if share is None:   # token counts of the rows that stay in the loss (overlong=filter drops some)
-            kept = [n * int(k) for n, k in zip(lengths, keep.tolist())]
-            share = rank_shares(group_ids, kept, mini_batches=self.mini_batches, ranks=1, seed=self._version)[0][1]
         # proximal policy = the weights before this step's updates; with one update per step they are the
         # weights doing the forward pass, so logp.detach() is exact and saves a whole forward pass
         old = self.logprobs(batch) if self.mini_batches > 1 else None
@@ -130,6 +127,9 @@ class Policy:
         # logprobs leave the loss, their values zeroed so no NaN reaches it (rollout/guards.py)
         usable, bad_logprobs = usable_rows(batch.column("loss_mask").to_numpy(zero_copy_only=False), adv,
                                            behaviour, ref)
+        if share is None:   # token counts of the rows that stay in the loss (overlong=filter, bad rows drop some)
+            kept = [n * int(k and u) for n, k, u in zip(lengths, keep.tolist(), usable.tolist())]
+            share = rank_shares(group_ids, kept, mini_batches=self.mini_batches, ranks=1, seed=self._version)[0][1]
         adv, behaviour, ref = np.where(usable, adv, 0.0), _zeroed(behaviour, usable), _zeroed(ref, usable)
         old = _zeroed(old, usable) if old is not None else None
         usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)), 0, 0

@@ -109,8 +109,9 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     training = columns_batch(TRAINING_FIELDS, {"advantage": advantage, "trained_version": [version] * len(advantage),
                                                "step": [step] * len(advantage), "loss_mask": loss_mask})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
+    # masked rows carry no loss tokens, so they weigh nothing in their mini-batch's token count
     batch = roles.step_batch([rollouts.generation, scoring.reward, reference.columns, roles.columns(training)],
-                             summary.num_rows, summary)
+                             summary.num_rows, summary.append_column("loss_mask", pa.array(loss_mask, pa.bool_())))
     train = roles.policy.train_step(batch, version)
     train.update(step_health(loss_mask, train).metrics())
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),

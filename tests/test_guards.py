@@ -91,3 +91,15 @@ def test_dynamic_sampling_counts_a_group_informative_by_its_finite_rewards_only(
     rewards = [0.5, NAN, 0.5, NAN, 0.2, 0.9, NAN, INF, 0.1, 0.3]
     groups = [7, 7, 7, 8, 8, 8, 9, 9, 10, 10]
     assert informative_groups(np.array(rewards), np.array(groups)).tolist() == [8, 10]
+
+
+def test_masked_rows_carry_no_loss_tokens_when_ranks_are_balanced():
+    import pyarrow as pa
+    from promedical.actors.groups import loss_lengths
+
+    summary = pa.RecordBatch.from_pydict({"response_length": [5, 7, 3, 9], "finish_reason": ["stop", "length",
+                                                                                             "stop", "stop"]})
+    assert loss_lengths(summary, mask_truncated=False) == [5, 7, 3, 9]
+    masked = summary.append_column("loss_mask", pa.array([True, True, False, True]))
+    assert loss_lengths(masked, mask_truncated=False) == [5, 7, 0, 9]
+    assert loss_lengths(masked, mask_truncated=True) == [5, 0, 0, 9]
