@@ -30,10 +30,11 @@ from promedical.storage.schema import SUMMARY_COLUMNS, gather_rows, merge_column
 @dataclass
 class Columns:
     """Some columns of a step's N rows, held as pieces (object refs); global row i is row `where[i]`
-    of the pieces' concatenation."""
+    of the pieces' concatenation, whose piece k has `sizes[k]` rows."""
 
     pieces: list[Any]
     where: np.ndarray
+    sizes: list[int]
 
 
 def _assemble(sources: list[tuple[int, np.ndarray]], rows: np.ndarray, *pieces: pa.RecordBatch) -> pa.RecordBatch:
@@ -46,9 +47,23 @@ def _assemble(sources: list[tuple[int, np.ndarray]], rows: np.ndarray, *pieces: 
 
 
 def shipment(sources: list[Columns], rows: np.ndarray) -> tuple[list, list[Any]]:
-    """(`_assemble`'s leading arguments, the piece refs) that let a worker build `rows` of `sources`."""
-    return [[(len(c.pieces), c.where) for c in sources], np.asarray(rows, dtype=np.int64)], \
-        [p for c in sources for p in c.pieces]
+    """(`_assemble`'s leading arguments, the piece refs) that let a worker build `rows` of `sources`.
+
+    Only the pieces holding some of `rows` travel (a replica on another node pulls no piece it does not
+    need); the worker's row index is into the concatenation of those pieces.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    layout, refs = [], []
+    for c in sources:
+        starts = np.cumsum([0, *c.sizes])
+        position = c.where[rows]
+        piece = np.searchsorted(starts, position, side="right") - 1
+        needed = np.unique(piece)
+        shift = np.zeros(len(c.sizes), dtype=np.int64)     # a needed piece's start in the shipped concatenation
+        shift[needed] = np.cumsum([0, *[c.sizes[k] for k in needed[:-1]]])
+        layout.append((len(needed), position - starts[piece] + shift[piece]))
+        refs.extend(c.pieces[k] for k in needed)
+    return [layout, np.arange(len(rows), dtype=np.int64)], refs
 
 
 # ----------------------------------------------------------------------------- generators
@@ -118,7 +133,8 @@ class GeneratorGroup:
         summaries = settle(self, list(zip(generated.replicas, generated.summaries)), "generate",
                            lambda k: self._reissue(generated, k)[1], issued=generated.issued_on)
         summary = pa.concat_batches(summaries) if len(summaries) > 1 else summaries[0]
-        return Rollouts(Columns(list(generated.batches), np.arange(summary.num_rows)), summary)
+        return Rollouts(Columns(list(generated.batches), np.arange(summary.num_rows), [p.num_rows for p in summaries]),
+                        summary)
 
     def _reissue(self, generated: Generated, k: int) -> tuple[Any, Any]:
         """Call k again on its replica's (new) actor, with the weights of the batch's version."""
@@ -219,7 +235,8 @@ class PoolGroup:
             smalls.append(small)
             calls.append(call)
         where = positions([rows for _, rows in shards], rollouts.num_rows)
-        return Scored(self, Columns(pieces, where), [r for r, _ in shards], smalls, calls)
+        return Scored(self, Columns(pieces, where, [len(rows) for _, rows in shards]), [r for r, _ in shards],
+                      smalls, calls)
 
 
 # ----------------------------------------------------------------------------- policy ranks

@@ -48,22 +48,21 @@ def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong
                               "overlong_penalised_fraction": float(np.mean(penalty < 0))}
 
 
-def _concat(parts: list[Columns], sizes: list[int]) -> Columns:
-    """Columns of several row sets, one after the other (sizes: rows of each)."""
-    offsets = np.cumsum([0, *sizes[:-1]])
-    return Columns([p for c in parts for p in c.pieces],
-                   np.concatenate([c.where + off for c, off in zip(parts, offsets)]))
+def _concat(parts: list[Columns]) -> Columns:
+    """Columns of several row sets, one after the other."""
+    offsets = np.cumsum([0, *[sum(c.sizes) for c in parts[:-1]]])
+    return Columns([p for c in parts for p in c.pieces], np.concatenate([c.where + off for c, off in zip(parts, offsets)]),
+                   [n for c in parts for n in c.sizes])
 
 
 def _take(columns: Columns, rows: np.ndarray) -> Columns:
-    return Columns(columns.pieces, columns.where[rows])
+    return Columns(columns.pieces, columns.where[rows], columns.sizes)
 
 
 def combine(rounds: list[Scoring], rows: np.ndarray) -> Scoring:
     """Rows `rows` (indices into the rounds' rows, one after the other) of several rounds."""
-    sizes = [r.rollouts.num_rows for r in rounds]
-    generation = _concat([r.rollouts.generation for r in rounds], sizes)
-    reward = _concat([r.reward for r in rounds], sizes)
+    generation = _concat([r.rollouts.generation for r in rounds])
+    reward = _concat([r.reward for r in rounds])
     summary = pa.concat_batches([r.rollouts.summary for r in rounds]).take(pa.array(rows, type=pa.int64()))
     rewards = pa.concat_batches([r.rewards for r in rounds]).take(pa.array(rows, type=pa.int64()))
     return Scoring(Rollouts(_take(generation, rows), summary), _take(reward, rows), rewards)

@@ -43,9 +43,10 @@ def _rewards(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _scoring(batch: pa.RecordBatch, split: int) -> Scoring:
     """A round held as two generation pieces and two reward pieces in reversed row order (like pools)."""
     n = batch.num_rows
-    gen = Columns([batch.slice(0, split), batch.slice(split)], np.arange(n))
+    gen = Columns([batch.slice(0, split), batch.slice(split)], np.arange(n), [split, n - split])
     rew = _rewards(batch)
-    reward = Columns([rew.slice(split), rew.slice(0, split)], np.r_[np.arange(split) + n - split, np.arange(n - split)])
+    reward = Columns([rew.slice(split), rew.slice(0, split)], np.r_[np.arange(split) + n - split, np.arange(n - split)],
+                     [n - split, split])
     return Scoring(Rollouts(gen, batch.select(SUMMARY_COLUMNS)), reward, rew)
 
 
@@ -62,6 +63,24 @@ def test_combine_keeps_rows_reachable_through_their_pieces():
     rewards = gather_rows(out.reward.pieces, out.reward.where, np.arange(4))
     assert rewards.equals(out.rewards)
     assert out.rollouts.summary.column("group_id").to_pylist() == [3, 3, 0, 0]
+
+
+def test_a_shipment_carries_only_the_pieces_holding_its_rows():
+    from promedical.actors.groups import _assemble, shipment
+
+    a, b = _scoring(_generation([0, 1], 2), 1), _scoring(_generation([2, 3, 4], 2), 4)
+    out = combine([a, b], np.array([9, 8, 0, 1, 6, 7]))           # groups 4, 0, 3: pieces 3, 0, 2 of 4
+    sources = [out.rollouts.generation, out.reward]
+    for rows in (np.array([2, 3]), np.array([0, 1, 4, 5]), np.arange(6)):
+        lead, refs = shipment(sources, rows)
+        whole = [gather_rows(c.pieces, c.where, rows) for c in sources]
+        got = _assemble(*lead, *refs)
+        assert got.column("group_id").equals(whole[0].column("group_id"))
+        assert got.column("reward").equals(whole[1].column("reward"))
+        needed = {id(p) for c in sources for k, p in enumerate(c.pieces)
+                  if np.isin(c.where[rows], np.arange(sum(c.sizes[:k]), sum(c.sizes[:k + 1]))).any()}
+        assert {id(r) for r in refs} == needed and len(refs) == len(needed)
+    assert len(shipment(sources, np.array([2, 3]))[1]) == 4 < 8      # group 0's rows: round a's pieces only
 
 
 def test_sample_informative_generates_until_enough_groups():
@@ -111,7 +130,7 @@ class _Generators:
         return _generation([r.group_id for r in requests], group_size, self.version)
 
     def collect(self, batch):
-        return Rollouts(Columns([batch], np.arange(batch.num_rows)), batch.select(SUMMARY_COLUMNS))
+        return Rollouts(Columns([batch], np.arange(batch.num_rows), [batch.num_rows]), batch.select(SUMMARY_COLUMNS))
 
     def fetch(self, batch):
         return batch
@@ -119,7 +138,7 @@ class _Generators:
 
 class _Done:
     def __init__(self, columns: pa.RecordBatch) -> None:
-        self.columns, self._small = Columns([columns], np.arange(columns.num_rows)), columns
+        self.columns, self._small = Columns([columns], np.arange(columns.num_rows), [columns.num_rows]), columns
 
     def small(self):
         return self._small
@@ -161,7 +180,7 @@ class _Sync:
 def _run(staleness: int, rounds: int, steps: int = 3):
     gens = _Generators()
     roles = Roles(policy=_Policy(), reference=_Reference(), reward=_Reward(), generators=gens, sync=_Sync(gens),
-                  columns=lambda b: Columns([b], np.arange(b.num_rows)),
+                  columns=lambda b: Columns([b], np.arange(b.num_rows), [b.num_rows]),
                   step_batch=lambda sources, n, summary: dict(sources=sources, n=n, summary=summary))
     settings = LoopSettings(steps=steps, prompts_per_step=2, group_size=3, max_staleness=staleness, advantage="grpo",
                             dynamic_sampling=True, max_sampling_rounds=rounds)

@@ -137,7 +137,7 @@ def test_ranks_skip_a_micro_batch_together(local_ray, zero_stage):
     group = PolicyGroup(handles, zero_stage=zero_stage, mini_batches=1, timeout_s=300)
     ray.get(handles[0].poison.remote([0]))
     batch = _batch()
-    step = StepBatch([Columns([ray.put(batch)], np.arange(batch.num_rows))], batch.num_rows,
+    step = StepBatch([Columns([ray.put(batch)], np.arange(batch.num_rows), [batch.num_rows])], batch.num_rows,
                      batch.select(["group_id", "response_length"]))
     report = group.train_step(step, seed=0)
     assert (report["skipped_microbatches"], report["microbatches"]) == (2.0, 2.0)

@@ -63,7 +63,7 @@ def test_two_ranks_train_like_one(local_ray, zero_stage):
     kwargs = policy_kwargs(cfg, resolve_model("tiny"))
     batch = _batch()
     summary = batch.select(["group_id", "response_length"])
-    step = StepBatch([Columns([ray.put(batch)], np.arange(batch.num_rows))], batch.num_rows, summary)
+    step = StepBatch([Columns([ray.put(batch)], np.arange(batch.num_rows), [batch.num_rows])], batch.num_rows, summary)
     results = {}
     for ranks in (1, 2):
         group = _group(ray, kwargs, ranks)
