@@ -1,7 +1,7 @@
 """Actor output into RUN_DIR/logs/<role>-<replica>.log instead of the driver's terminal.
 
     route_actor_logs(run.root / "logs")          # the driver, before the actors start
-    ray.remote(cls).options(**log_options("generator", 0), ...)   # deploy/placement.py, per actor
+    ray.remote(cls).options(**log_options("generator", 0), ...)   # deploy/placement_ray.py, per actor
 
 Each actor gets two environment variables in its runtime_env: the log file, and Ray's worker setup hook
 naming `redirect_output`, which Ray runs in the new worker process before the actor class is built. It

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from promedical.deploy.config import DEFAULT_TIMEOUTS_S, Config, reward_shape
-from promedical.deploy.placement import make_plan, place_actors
+from promedical.deploy.placement import make_plan
+from promedical.deploy.placement_ray import place_actors
 
 WORKER_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # vLLM runs inside its actor's process: faster start on CPU
@@ -100,7 +101,7 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
 
 def _policy_rank_kwargs(cfg: Config, model_path: str, plan):
     """Per-rank Policy arguments: rank, world size and the rendezvous on rank 0's node."""
-    from promedical.deploy.placement import bundle_address
+    from promedical.deploy.placement_ray import bundle_address
 
     base = policy_kwargs(cfg, model_path)
     ranks = [s for s in plan.slots if s.role == "policy"]
@@ -175,7 +176,7 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
 def _healing(cfg: Config, plan, classes, pgs):
     """Replacement of dead or hung replicas in their own bundles (fault.heal), or None."""
     from promedical.actors.healing import Healing
-    from promedical.deploy.placement import start_actor
+    from promedical.deploy.placement_ray import start_actor
 
     if not cfg.fault.heal:
         return None
@@ -189,7 +190,7 @@ def weight_syncer(cfg: Config, plan, pgs, policy, generators):
     import torch
 
     from promedical.actors.weight_sync import NcclBroadcastSync, NcclGroup, SYNC_METHODS, Syncer, choose_method
-    from promedical.deploy.placement import bundle_address
+    from promedical.deploy.placement_ray import bundle_address
 
     slot = {(s.role, s.replica): s for s in plan.slots}
     policy_slot, generator_slot = slot[("policy", 0)], slot[("generator", 0)]

@@ -136,7 +136,7 @@ def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[d
     from promedical.deploy.actor_logs import route_actor_logs
     from promedical.deploy.build import build_roles, resolve_models, start_ray
     from promedical.deploy.console import Console
-    from promedical.deploy.placement import release_placement_groups
+    from promedical.deploy.placement_ray import release_placement_groups
     from promedical.deploy.sinks import make_sinks
     from promedical.rollout import checkpoint
     from promedical.rollout.guards import BadSteps

@@ -4,7 +4,8 @@ from collections import defaultdict
 import pytest
 
 from promedical.deploy.config import load_config
-from promedical.deploy.placement import ROLES, make_plan, place_actors, release_placement_groups
+from promedical.deploy.placement import ROLES, make_plan
+from promedical.deploy.placement_ray import place_actors, release_placement_groups
 from promedical.errors import UserError
 
 NODE = {"num_cpus": 2, "num_gpus": 2}   # declared, not real: Ray only does the accounting

@@ -9,7 +9,8 @@ import pytest
 
 from promedical.deploy.config import load_config
 from promedical.deploy.gpu_fit import slot_gpus
-from promedical.deploy.placement import ROLES, fit, live_nodes, make_plan, place_actors, release_placement_groups
+from promedical.deploy.placement import ROLES, fit, make_plan
+from promedical.deploy.placement_ray import live_nodes, place_actors, release_placement_groups
 
 NODE = {"num_cpus": 2, "num_gpus": 2}
 # the qwen3-8b preset's shape, two replicas per role: policy a whole GPU, the other three share one

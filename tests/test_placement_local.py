@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from promedical.deploy.config import load_config
-from promedical.deploy.placement import ROLES, make_plan, place_actors, release_placement_groups
+from promedical.deploy.placement import ROLES, make_plan
+from promedical.deploy.placement_ray import place_actors, release_placement_groups
 from promedical.errors import UserError
 
 

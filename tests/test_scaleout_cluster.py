@@ -35,7 +35,8 @@ def test_tiny_runs_on_two_nodes_where_the_plan_says_learns_and_trains_every_row_
 
     from promedical.actors.groups import save_rollouts, wait_all
     from promedical.deploy.build import build_roles, resolve_models
-    from promedical.deploy.placement import fit, live_nodes, make_plan, release_placement_groups
+    from promedical.deploy.placement import fit, make_plan
+    from promedical.deploy.placement_ray import live_nodes, release_placement_groups
     from promedical.deploy.run import _settings, load_prompts
     from promedical.rollout.loop import LoopState, run_loop
     from promedical.rollout.prompts import PromptSource

@@ -38,7 +38,7 @@ def this_machine() -> list:
 
 def _live(address: str) -> list:
     import ray
-    from promedical.deploy.placement import live_nodes
+    from promedical.deploy.placement_ray import live_nodes
     from promedical.errors import UserError
 
     if ray.is_initialized():   # called from a driver already connected (tests, notebooks): use that
