@@ -11,12 +11,12 @@ import json
 import re
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from promedical.reward.rubric import Criterion, Tier
+from promedical.runtime.chat import chat_completion
 
 JUDGE_TEMPLATE = """You are grading one response of an AI assistant against ONE rubric criterion.
 
@@ -104,15 +104,8 @@ class OpenAICompatibleJudge:
         self.max_tokens, self.backoff_s = max_tokens, backoff_s
 
     def _post(self, prompt: str) -> str:
-        body = {"model": self.model, "temperature": 0.0, "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": prompt}]}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
-            payload: Any = json.loads(reply.read().decode("utf-8"))
-        return str(payload["choices"][0]["message"]["content"] or "")
+        return chat_completion(self.url, self.model, prompt, api_key=self.api_key, temperature=0.0,
+                               max_tokens=self.max_tokens, timeout_s=self.timeout_s)
 
     def _once(self, prompt: str) -> Verdict:
         try:

@@ -11,13 +11,13 @@ import json
 import re
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from promedical.reward.rubric import RubricRecord
 from promedical.reward.rubric_io import RecordProblems, record_from_dict, record_to_dict
+from promedical.runtime.chat import chat_completion
 from promedical.workbench.instructions import Instruction
 
 # ok; the reply had no JSON object; its JSON did not parse; it parsed but failed the rubric validator;
@@ -183,15 +183,8 @@ class EndpointCompleter:
         self.max_tokens, self.temperature, self.concurrency = max_tokens, temperature, concurrency
 
     def _post(self, prompt: str) -> str:
-        body = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": prompt}]}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
-            payload: Any = json.loads(reply.read().decode("utf-8"))
-        return str(payload["choices"][0]["message"]["content"] or "")
+        return chat_completion(self.url, self.model, prompt, api_key=self.api_key, temperature=self.temperature,
+                               max_tokens=self.max_tokens, timeout_s=self.timeout_s)
 
     def _one(self, prompt: str) -> str | CallFailed:
         try:
