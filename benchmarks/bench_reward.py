@@ -174,7 +174,7 @@ def evaluate_shipped(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=0, help=f"training pairs (default ECIR_SPEC: {ECIR_SPEC['pairs']})")
+    p.add_argument("--pairs", type=int, default=0, help=f"training pairs (default ECIR_SPEC: {ECIR_SPEC['pairs'] or 'all'})")
     p.add_argument("--heldout-records", type=int, default=0, help="evaluate on the first N held-out prompts (0 = all)")
     p.add_argument("--group", type=int, default=8, help="responses per rollout group in the throughput test")
     p.add_argument("--threads", type=int, default=0)

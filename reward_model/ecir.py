@@ -1,9 +1,9 @@
 """The shipped criterion-injected MiniLM reward model ("minilm-ecir"), built deterministically from
-data/pairs_train.jsonl in a few CPU minutes on first use (reward_model/models.resolve_reward_model).
+data/pairs_train.jsonl in about 7 CPU minutes on first use (reward_model/models.resolve_reward_model).
 
 Recipe (ECIR_SPEC): all-MiniLM-L6-v2 with a scalar head, embeddings and the lowest FREEZE layers
 frozen, per-criterion Bradley-Terry loss with a pointwise anchor term (rm_train.pair_loss, weight ANCHOR)
-on the first PAIRS shuffled training pairs, seeded. A
+on the shuffled training pairs (PAIRS = 0: all of them) for EPOCHS passes, seeded. A
 calibration split (CALIBRATION_SPLIT of the training prompts, reward/splits.calibration_split) is kept
 out of the gradient steps and only fits the calibration, the veto threshold included; the held-out
 pairs (data/pairs_heldout.jsonl) are never used.
@@ -17,16 +17,23 @@ from promedical.reward_model.rm_train import TrainConfig, train_reward_model
 from promedical.reward.rubric_io import load_records
 from promedical.runtime.models import cache_root
 
-ECIR_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
+# v4: all training pairs, two passes (294 steps of 16; v3 took 640 pairs, one pass): held-out veto F1
+# 0.463 -> 0.600, bonus pairwise 0.884 -> 0.975 (README "Measured after the safety-data rework")
+ECIR_SPEC = {"pairs": 0, "epochs": 2.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
              "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0,
-             "v": 3}
+             "v": 4}
+# the judge keeps recipe v3 with its own seed, learning rate and a 640-pair sample, one pass: it trains
+# none of the arms and its cached build (and benchmarks/paper_mini's judged figures) stay valid
+JUDGE_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 2e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
+              "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 1,
+              "v": 3}
 # the shipped reward models by name: the demo's grader, its criterion-agnostic twin (the ablation, same
 # recipe with the criterion hidden) and an independently seeded, differently recipe'd injected model that
 # benchmarks use as a judge that is not the training reward
 SHIPPED_MODELS = {
     "minilm-ecir": ECIR_SPEC,
     "minilm-agnostic": ECIR_SPEC | {"criterion": False},
-    "minilm-ecir-s1": ECIR_SPEC | {"seed": 1, "lr": 2e-4, "pairs": 640},
+    "minilm-ecir-s1": JUDGE_SPEC,
 }
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "pairs_train.jsonl"
 
