@@ -107,12 +107,12 @@ def pairs_for(record: RubricRecord, *, heldout: bool, seed: int) -> RubricRecord
     sents = cut_reference(record.responses[0].text)
     reference = " ".join(sents)
     dels = _deletions(record, sents, rng)
-    traced = {c.id for c, _ in _deletions_all(record, sents)}
+    traced = list(dict.fromkeys(c.id for c, _ in _deletions_all(record, sents)))   # ordered: files byte-stable
     labels0 = {cid: True for cid in traced}
     responses = [LabelledResponse(text=reference, labels=labels0)]
     pairs: list[PairwisePreference] = []
     for c, removed in dels:
-        kept_ids = {d.id for d, idx in _deletions_all(record, sents) if not (idx & removed)}
+        kept_ids = list(dict.fromkeys(d.id for d, idx in _deletions_all(record, sents) if not (idx & removed)))
         labels = {cid: True for cid in kept_ids} | {c.id: False}
         responses.append(LabelledResponse(" ".join(s for k, s in enumerate(sents) if k not in removed), labels))
         pairs.append(PairwisePreference(c.id, 0, len(responses) - 1))

@@ -115,3 +115,18 @@ def test_shipped_pairs_are_rebuilt_by_the_documented_command():
     assert load_records(data / "pairs_train.jsonl") == train
     assert load_records(data / "pairs_heldout.jsonl") == held
     assert not {r.prompt_id for r in train} & {r.prompt_id for r in held}
+
+
+def test_label_order_does_not_depend_on_the_hash_seed():
+    # labels were once built from sets, whose order changed with PYTHONHASHSEED (and with it a rebuilt
+    # pair file's bytes and so the reward model's cache key)
+    import os
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, %r); from test_reward_pairs import RECORD; "
+            "from promedical.reward.pairs import pairs_for; "
+            "print([list(r.labels) for r in pairs_for(RECORD, heldout=False, seed=0).responses])"
+            % str(Path(__file__).parent))
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(1, 12)]
+    assert outs[0] and len(set(outs)) == 1        # sets gave 4 different orders over these 11 seeds
