@@ -169,7 +169,8 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
                                          ("reward", "score", [f.name for f in REWARD_FIELDS]))}
     return Roles(policy=policy, generators=generators, reference=pools["reference"], reward=pools["reward"],
                  sync=weight_syncer(cfg, plan, pgs, policy, generators),
-                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows), [batch.num_rows]), step_batch=StepBatch,
+                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows), [batch.num_rows]),
+                 step_batch=StepBatch,
                  healing=healing)
 
 

@@ -11,7 +11,6 @@ from promedical.deploy.placement import GIB, ROLES, ActorSlot, Node, Plan, fit, 
 from promedical.errors import UserError
 
 
-
 def live_nodes(free: bool = True) -> list[Node]:
     """Alive nodes of the connected Ray cluster with their free (else total) resources."""
     import ray

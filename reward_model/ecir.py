@@ -18,7 +18,7 @@ from promedical.reward.rubric_io import load_records
 from promedical.runtime.models import cache_root
 
 # v4: all training pairs, two passes (294 steps of 16; v3 took 640 pairs, one pass): held-out veto F1
-# 0.463 -> 0.600, bonus pairwise 0.884 -> 0.975 (README "Measured after the safety-data rework")
+# 0.463 -> 0.600, bonus pairwise 0.884 -> 0.975 (README "Recipe v4")
 ECIR_SPEC = {"pairs": 0, "epochs": 2.0, "lr": 3e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
              "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 0,
              "v": 4}

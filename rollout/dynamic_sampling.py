@@ -51,8 +51,8 @@ def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong
 def _concat(parts: list[Columns]) -> Columns:
     """Columns of several row sets, one after the other."""
     offsets = np.cumsum([0, *[sum(c.sizes) for c in parts[:-1]]])
-    return Columns([p for c in parts for p in c.pieces], np.concatenate([c.where + off for c, off in zip(parts, offsets)]),
-                   [n for c in parts for n in c.sizes])
+    where = np.concatenate([c.where + off for c, off in zip(parts, offsets)])
+    return Columns([p for c in parts for p in c.pieces], where, [n for c in parts for n in c.sizes])
 
 
 def _take(columns: Columns, rows: np.ndarray) -> Columns:
