@@ -37,6 +37,12 @@ if [ ! -f "$WB_STAMP" ]; then
   "$VENV/bin/pip" install -q fastapi uvicorn httpx selenium
   touch "$WB_STAMP"
 fi
+# The type checker the test suite runs on the loop's seams (tests/test_types.py).
+TYPES_STAMP=$VENV/.promedical-types-v1
+if [ ! -f "$TYPES_STAMP" ]; then
+  "$VENV/bin/pip" install -q mypy
+  touch "$TYPES_STAMP"
+fi
 # Headless Chromium and its driver for the rubric workbench's browser test (Debian packages, as root).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
