@@ -40,8 +40,14 @@ fi
 # The type checker the test suite runs on the loop's seams (tests/test_types.py).
 TYPES_STAMP=$VENV/.promedical-types-v1
 if [ ! -f "$TYPES_STAMP" ]; then
-  "$VENV/bin/pip" install -q mypy
+  "$VENV/bin/pip" install -q mypy==2.4.1
   touch "$TYPES_STAMP"
+fi
+# PEFT for LoRA GRPO (model.lora; actors/lora.py); --no-deps: everything it needs is in the stack above.
+LORA_STAMP=$VENV/.promedical-lora-v1
+if [ ! -f "$LORA_STAMP" ]; then
+  "$VENV/bin/pip" install -q --no-deps peft==0.21.2
+  touch "$LORA_STAMP"
 fi
 # Headless Chromium and its driver for the rubric workbench's browser test (Debian packages, as root).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
