@@ -16,6 +16,7 @@ import pyarrow as pa
 from promedical.actors.schedules import LrSchedule
 from promedical.runtime.distributed import init_distributed, use_cpu_accelerator_without_cuda
 from promedical.runtime.memory import release_memory
+from promedical.runtime.threads import apply_threads
 from promedical.actors.interfaces import RankShare
 from promedical.actors.sharding import rank_shares
 
@@ -38,8 +39,7 @@ class Policy:
         import deepspeed
         from transformers import AutoModelForCausalLM
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)       # runtime/threads.py: from the placement, never Ray's 1-thread default
         torch.manual_seed(seed)
         init_distributed(backend)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)

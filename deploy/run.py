@@ -106,8 +106,10 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
     import ray
 
     from promedical.actors.errors import ReplicaError
+    from promedical.deploy.auto_dtypes import resolve_auto_dtypes
     from promedical.storage.checkpoints import Checkpoints
 
+    cfg = resolve_auto_dtypes(cfg)           # config.yaml records the concrete dtypes and why (`resolved:`)
     restarts: list[dict[str, Any]] = []     # of earlier attempts; logged once the next one has restored
     for attempt in range(cfg.fault.resume_attempts + 1):
         try:
@@ -156,6 +158,9 @@ def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[d
     if not resume:
         run.create(dump_config(cfg))
     console = console or Console(cfg.rollout.steps, run.root)
+    if not restarts:
+        for key, text in cfg.resolved.items():
+            console.note(f"{key}: {text}")
     console.open()
     route_actor_logs(run.root / "logs")     # RUN_DIR/logs/<role>-<replica>.log, not the terminal
     start_ray(cfg.run.address)

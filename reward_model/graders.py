@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from promedical.reward.rubric import Criterion, Tier
+from promedical.runtime.threads import apply_threads
 
 RULE_FULL_MATCHES = 4
 SIMILARITY_RANGE = (0.1, 0.6)   # cosine at or below the first is v=0, at or above the second v=1
@@ -42,11 +43,9 @@ class RuleGrader:
 
 class _Encoder:
     def __init__(self, model_path: str, max_length: int, batch_size: int, threads: int = 0) -> None:
-        import torch
         from transformers import AutoTokenizer
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)       # runtime/threads.py (0: all cores, not a Ray actor's 1-thread default)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.max_length = max_length
         self.batch_size = batch_size

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir or cfg.run.run_dir or default_run_dir(cfg))
+    from promedical.deploy.auto_dtypes import resolve_auto_dtypes
+    cfg = resolve_auto_dtypes(cfg)      # `auto` dtypes for this machine, before the plan check sizes them
     fits_here(cfg)
     from promedical.deploy.build import resolve_models
     resolve_models(cfg)       # first-use model builds (minilm-ecir: a progress bar) before the live display
