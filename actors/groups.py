@@ -7,14 +7,18 @@ columns it needs (`Rollouts.summary`, the reward columns), and each replica asse
 needs itself (`storage.schema.gather_rows`).
 
     GeneratorGroup  replicas sharing the prompt queue: generate(requests) -> Generated
-    PoolGroup       reward or reference replicas: start(rollouts) -> Scored (columns by reference)
+    RewardPool      reward replicas: score(rollouts, rubrics) -> Scored (columns by reference)
+    ReferencePool   reference replicas: logprobs(rollouts) -> Scored
     PolicyGroup     data-parallel DeepSpeed ranks of one torch.distributed group: train_step(step)
+
+Each implements its Protocol in actors/interfaces.py, the seam the driver loop is written against
+(tests/test_types.py type-checks that they do).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -22,19 +26,11 @@ import ray
 
 from promedical.actors.errors import gather
 from promedical.actors.healing import Healing, settle
-from promedical.actors.interfaces import PromptRequest, RankShare
+from promedical.actors.interfaces import (Columns, PromptRequest, RankShare, ReferenceRole, RewardRole, Rollouts,
+                                          StepBatch)
 from promedical.actors.sharding import positions, rank_shares, split_groups
+from promedical.reward.rubric import RubricRecord
 from promedical.storage.schema import SUMMARY_COLUMNS, gather_rows, merge_columns
-
-
-@dataclass
-class Columns:
-    """Some columns of a step's N rows, held as pieces (object refs); global row i is row `where[i]`
-    of the pieces' concatenation, whose piece k has `sizes[k]` rows."""
-
-    pieces: list[Any]
-    where: np.ndarray
-    sizes: list[int]
 
 
 def _assemble(sources: list[tuple[int, np.ndarray]], rows: np.ndarray, *pieces: pa.RecordBatch) -> pa.RecordBatch:
@@ -85,18 +81,6 @@ class Generated:
     version: int = 0                   # policy version of the weights that generate it
     group_size: int = 0
     issued_on: list[Any] = field(default_factory=list)   # the actor each call went to (None: restored)
-
-
-@dataclass
-class Rollouts:
-    """A generated batch: generation columns by reference, the small summary columns fetched."""
-
-    generation: Columns
-    summary: pa.RecordBatch
-
-    @property
-    def num_rows(self) -> int:
-        return self.summary.num_rows
 
 
 @dataclass
@@ -182,9 +166,18 @@ class GeneratorGroup:
 # ----------------------------------------------------------------------------- reward and reference
 
 
-def _on_rows(actor: Any, method: str, small: list[str], kwargs: dict, sources, rows, *pieces):
+def _score(actor: RewardRole, batch: pa.RecordBatch, rubrics: dict[str, RubricRecord]) -> pa.RecordBatch:
+    return actor.score(batch, rubrics)
+
+
+def _logprobs(actor: ReferenceRole, batch: pa.RecordBatch) -> pa.RecordBatch:
+    return actor.logprobs(batch)
+
+
+def _on_rows(actor: Any, work: Callable[..., pa.RecordBatch], small: list[str], kwargs: dict, sources, rows,
+             *pieces):
     batch = _assemble(sources, rows, *pieces)
-    result = getattr(actor, method)(batch, **kwargs)
+    result = work(actor, batch, **kwargs)
     return result, result.select(small)
 
 
@@ -197,6 +190,7 @@ class Scored:
     replicas: list[int]
     smalls: list[Any]
     calls: list[tuple]                # each replica's call arguments, to issue it again on a replacement
+    what: str = "score"               # the role method computing them, named in errors
 
     def small(self) -> pa.RecordBatch:
         """Wait for every replica (healing lost ones); the small columns in global row order."""
@@ -205,23 +199,23 @@ class Scored:
             self.columns.pieces[k], self.smalls[k] = handle.__ray_call__.options(num_returns=2).remote(*self.calls[k])
             return self.smalls[k]
 
-        parts = settle(self.pool, list(zip(self.replicas, self.smalls)), self.pool.method, reissue)
+        parts = settle(self.pool, list(zip(self.replicas, self.smalls)), self.what, reissue)
         whole = pa.concat_batches(parts) if len(parts) > 1 else parts[0]
         return whole.take(pa.array(self.columns.where, type=pa.int64()))
 
 
 @dataclass
 class PoolGroup:
-    """Reward or reference replicas: each scores whole groups of the batch; results merged by row."""
+    """Reward or reference replicas: each computes columns of whole groups of the batch; merged by row."""
 
     role: str
     handles: list[Any]
-    method: str                       # "score" (reward) or "logprobs" (reference)
     small_columns: list[str]          # what the driver reads back
     timeout_s: float = 600.0
     healing: Healing | None = None
 
-    def start(self, rollouts: Rollouts, **kwargs: Any) -> Scored:
+    def start(self, work: Callable[..., pa.RecordBatch], rollouts: Rollouts, **kwargs: Any) -> Scored:
+        """`work(replica, rows, **kwargs)` on every replica's share of the rows; returns at once."""
         summary = rollouts.summary
         shards = split_groups(summary.column("group_id").to_pylist(),
                               summary.column("response_length").to_pylist(), len(self.handles))
@@ -229,14 +223,30 @@ class PoolGroup:
         pieces, smalls, calls = [], [], []
         for replica, rows in shards:
             lead, refs = shipment([rollouts.generation], np.asarray(rows))
-            call = (_on_rows, self.method, self.small_columns, kwargs, *lead, *refs)
+            call = (_on_rows, work, self.small_columns, kwargs, *lead, *refs)
             piece, small = self.handles[replica].__ray_call__.options(num_returns=2).remote(*call)
             pieces.append(piece)
             smalls.append(small)
             calls.append(call)
         where = positions([rows for _, rows in shards], rollouts.num_rows)
         return Scored(self, Columns(pieces, where, [len(rows) for _, rows in shards]), [r for r, _ in shards],
-                      smalls, calls)
+                      smalls, calls, what=work.__name__.lstrip("_"))
+
+
+@dataclass
+class RewardPool(PoolGroup):
+    """Reward replicas (interfaces.ScoringPool)."""
+
+    def score(self, rollouts: Rollouts, rubrics: dict[str, RubricRecord]) -> Scored:
+        return self.start(_score, rollouts, rubrics=rubrics)
+
+
+@dataclass
+class ReferencePool(PoolGroup):
+    """Reference replicas (interfaces.ReferencePool)."""
+
+    def logprobs(self, rollouts: Rollouts) -> Scored:
+        return self.start(_logprobs, rollouts)
 
 
 # ----------------------------------------------------------------------------- policy ranks
@@ -244,16 +254,6 @@ class PoolGroup:
 
 def _train_rank(actor: Any, share: RankShare, sources, rows, *pieces) -> dict[str, float]:
     return actor.train_step(_assemble(sources, rows, *pieces), share)
-
-
-@dataclass
-class StepBatch:
-    """Everything the policy trains on in one step, by reference: generation, reward, reference and
-    the driver's training columns, each with its own row layout."""
-
-    sources: list[Columns]
-    num_rows: int
-    summary: pa.RecordBatch
 
 
 @dataclass
@@ -284,6 +284,14 @@ class PolicyGroup:
         callers = self.handles if self.zero_stage == 3 else self.handles[:1]
         refs = [h.export_weights.remote() for h in callers]
         return refs[0]
+
+    def save(self, directory: str) -> None:
+        """Every rank writes its part of the checkpoint (ZeRO partitions) into `directory`."""
+        self.call_all("save", directory)
+
+    def restore(self, directory: str) -> list[int]:
+        """Every rank loads `directory`; the versions they restored, by rank."""
+        return self.call_all("restore", directory)
 
     def call_all(self, method: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
         """`method` on every rank (collective calls: save, restore); results by rank."""

@@ -1,13 +1,19 @@
-"""The role interfaces: what one replica of each role does, as typed Protocols that know nothing of Ray.
+"""The role interfaces: what one replica of each role does, and what the driver loop asks of each role group.
 
-The same classes run in-process (unit tests, `promedical eval`) and as Ray actors; `actors/groups.py`
-wraps N replicas of a role behind one handle of the same shape for the driver loop.
+Two levels, both typed Protocols that know nothing of Ray:
+- replica roles (`GeneratorRole`, `RewardRole`, `ReferenceRole`, `PolicyRole`): the same classes run
+  in-process (unit tests, `promedical eval`) and as Ray actors;
+- role groups (`GeneratorGroup`, `ScoringPool`, `ReferencePool`, `PolicyGroup`, `WeightSyncer`): the one
+  seam `rollout/` is written against. `actors/groups.py` implements them over N Ray replicas; the unit
+  tests implement them with in-process fakes, and tests/test_types.py type-checks both.
+The data that crosses the seam (`Columns`, `Rollouts`, `StepBatch`) is declared here too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from promedical.reward.rubric import RubricRecord
@@ -15,6 +21,8 @@ from promedical.reward.rubric import RubricRecord
 
 @dataclass(frozen=True)
 class PromptRequest:
+    """One prompt to sample a GRPO group for (the driver builds them in rollout/prompts.py `requests_of`)."""
+
     prompt_id: str
     group_id: int                          # unique per (step, prompt); seeds the group's sampling
     messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
@@ -54,3 +62,90 @@ class PolicyRole(Protocol):
     def version(self) -> int: ...
     def save(self, directory: str) -> None: ...
     def restore(self, directory: str) -> int: ...
+
+
+# ----------------------------------------------------------------------------- data across the group seam
+
+
+@dataclass
+class Columns:
+    """Some columns of a step's N rows, held as pieces (object refs in a run, RecordBatches in a unit
+    test); global row i is row `where[i]` of the pieces' concatenation, whose piece k has `sizes[k]` rows."""
+
+    pieces: list[Any]
+    where: np.ndarray            # (N,) int64
+    sizes: list[int]
+
+    @classmethod
+    def whole(cls, batch: pa.RecordBatch) -> "Columns":
+        """All rows of one batch (e.g. the driver's own columns), in order."""
+        return cls([batch], np.arange(batch.num_rows), [batch.num_rows])
+
+
+@dataclass
+class Rollouts:
+    """A generated batch: generation columns by reference, the small summary columns fetched."""
+
+    generation: Columns
+    summary: pa.RecordBatch      # storage.schema.SUMMARY_COLUMNS of the same rows, row order
+
+    @property
+    def num_rows(self) -> int:
+        return self.summary.num_rows
+
+
+@dataclass
+class StepBatch:
+    """Everything the policy trains on in one step, by reference: generation, reward, reference and
+    the driver's training columns, each with its own row layout."""
+
+    sources: list[Columns]
+    num_rows: int
+    summary: pa.RecordBatch      # the summary columns plus loss_mask, row order
+
+
+# ----------------------------------------------------------------------------- role groups: the loop's seam
+
+
+class Pending(Protocol):
+    """New columns a pool is computing: by reference now, the small ones on demand."""
+
+    @property
+    def columns(self) -> Columns: ...
+    def small(self) -> pa.RecordBatch: ...
+
+
+class GeneratorGroup(Protocol):
+    """Generator replicas sharing the prompt queue; `generate` returns at once with a handle on the batch."""
+
+    def generate(self, requests: list[PromptRequest], group_size: int) -> object: ...
+    def collect(self, generated: Any) -> Rollouts: ...            # wait; only the summary is fetched
+    def fetch(self, generated: Any) -> pa.RecordBatch: ...        # the whole batch (checkpoints)
+    def restored(self, batch: pa.RecordBatch, requests: list[PromptRequest]) -> object: ...
+
+
+class ScoringPool(Protocol):
+    """Reward replicas: reward columns (storage.schema.REWARD_FIELDS) of every row."""
+
+    def score(self, rollouts: Rollouts, rubrics: dict[str, RubricRecord]) -> Pending: ...
+
+
+class ReferencePool(Protocol):
+    """Reference replicas: reference logprobs (storage.schema.REFERENCE_FIELDS) of every row."""
+
+    def logprobs(self, rollouts: Rollouts) -> Pending: ...
+
+
+class PolicyGroup(Protocol):
+    """Data-parallel policy ranks: one update per step, collective save and restore."""
+
+    def train_step(self, step: StepBatch, seed: int) -> dict[str, float]: ...
+    def save(self, directory: str) -> None: ...
+    def restore(self, directory: str) -> list[int]: ...           # each rank's restored version
+
+
+class WeightSyncer(Protocol):
+    """Policy -> generators by version (actors/weight_sync.py): start queues, wait blocks or raises."""
+
+    def start(self, version: int) -> Any: ...
+    def wait(self, pending: Any) -> float: ...                   # seconds of the slowest load

@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from promedical.deploy.config import DEFAULT_TIMEOUTS_S, Config, reward_shape
 from promedical.deploy.placement import make_plan
 from promedical.deploy.placement_ray import place_actors
@@ -153,7 +151,7 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     subclass in a test.
     """
     from promedical.actors.generator import Generator
-    from promedical.actors.groups import Columns, GeneratorGroup, PolicyGroup, PoolGroup, StepBatch
+    from promedical.actors.groups import GeneratorGroup, PolicyGroup, ReferencePool, RewardPool
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
     from promedical.actors.reward_model import RewardModel
@@ -173,14 +171,12 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches,
                          timeout_s=timeout["policy"])
     generators = GeneratorGroup(handles["generator"], timeout_s=timeout["generator"], healing=healing)
-    pools = {role: PoolGroup(role, handles[role], method, small, timeout_s=timeout[role], healing=healing)
-             for role, method, small in (("reference", "logprobs", ["reference_seconds"]),
-                                         ("reward", "score", [f.name for f in REWARD_FIELDS]))}
-    return Roles(policy=policy, generators=generators, reference=pools["reference"], reward=pools["reward"],
-                 sync=weight_syncer(cfg, plan, pgs, policy, generators),
-                 columns=lambda batch: Columns([batch], np.arange(batch.num_rows), [batch.num_rows]),
-                 step_batch=StepBatch,
-                 healing=healing)
+    reference = ReferencePool("reference", handles["reference"], ["reference_seconds"],
+                              timeout_s=timeout["reference"], healing=healing)
+    reward = RewardPool("reward", handles["reward"], [f.name for f in REWARD_FIELDS], timeout_s=timeout["reward"],
+                        healing=healing)
+    return Roles(policy=policy, generators=generators, reference=reference, reward=reward,
+                 sync=weight_syncer(cfg, plan, pgs, policy, generators), healing=healing)
 
 
 def _healing(cfg: Config, plan, classes, pgs):

@@ -14,10 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from promedical.actors.groups import GeneratorGroup
-from promedical.actors.interfaces import PromptRequest
 from promedical.rollout.loop import InFlight, LoopState, Roles, finish_inflight
-from promedical.rollout.prompts import PromptSource, SourceState
+from promedical.rollout.prompts import PromptSource, SourceState, requests_of
 from promedical.storage.checkpoints import Checkpoints
 from promedical.storage.atomic import atomic_write_bytes
 from promedical.storage.run_dir import write_batch_file
@@ -25,7 +23,7 @@ from promedical.storage.run_dir import write_batch_file
 
 def save(checkpoints: Checkpoints, state: LoopState, source: PromptSource, roles: Roles) -> Path:
     partial = checkpoints.begin(state.step)
-    roles.policy.call_all("save", str(partial))     # every rank writes its ZeRO partition
+    roles.policy.save(str(partial))                # every rank writes its ZeRO partition
     buffer = []
     for k, (flight, batch) in enumerate(finish_inflight(roles, state.inflight)):
         write_batch_file(partial / f"buffer_{k}.arrow", batch)
@@ -39,7 +37,7 @@ def save(checkpoints: Checkpoints, state: LoopState, source: PromptSource, roles
 def restore(path: Path, source: PromptSource, roles: Roles) -> LoopState:
     """Load `path` into the actors and the source; returns the state to continue from."""
     manifest = json.loads((path / "state.json").read_text())
-    versions = roles.policy.call_all("restore", str(path))
+    versions = roles.policy.restore(str(path))
     if set(versions) != {manifest["version"]}:
         raise RuntimeError(f"{path}: policy rank versions {versions} != manifest version {manifest['version']}")
     version = versions[0]
@@ -50,8 +48,6 @@ def restore(path: Path, source: PromptSource, roles: Roles) -> LoopState:
     for item in manifest["buffer"]:
         batch = ipc.open_file(pa.memory_map(str(path / item["file"]))).read_all().combine_chunks().to_batches()[0]
         prompts = [(int(gid), rubrics[pid]) for gid, pid in item["prompts"]]
-        requests = [PromptRequest(r.prompt_id, gid, tuple((m.role, m.content) for m in r.messages))
-                    for gid, r in prompts]
-        inflight.append(InFlight(generated=GeneratorGroup.restored(batch, requests), version=int(item["version"]),
-                                 prompts=prompts))
+        inflight.append(InFlight(generated=roles.generators.restored(batch, requests_of(prompts)),
+                                 version=int(item["version"]), prompts=prompts))
     return LoopState(step=int(manifest["step"]), version=version, inflight=inflight)

@@ -9,14 +9,13 @@ seeded by group id, so a run and its resume draw the same rounds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from promedical.actors.groups import Columns, Rollouts
-from promedical.actors.interfaces import PromptRequest
-from promedical.rollout.prompts import PromptSource
+from promedical.actors.interfaces import Columns, GeneratorGroup, Rollouts, ScoringPool
+from promedical.rollout.prompts import PromptSource, requests_of
 from promedical.rollout.sampling import choose_groups, informative_groups, soft_overlong_penalty
 
 
@@ -68,11 +67,6 @@ def combine(rounds: list[Scoring], rows: np.ndarray) -> Scoring:
     return Scoring(Rollouts(_take(generation, rows), summary), _take(reward, rows), rewards)
 
 
-def requests_of(prompts: list[tuple[int, Any]]) -> list[PromptRequest]:
-    return [PromptRequest(prompt_id=r.prompt_id, group_id=gid, messages=tuple((m.role, m.content) for m in r.messages))
-            for gid, r in prompts]
-
-
 def sample_informative(first: Scoring, *, wanted: int, max_rounds: int, group_size: int,
                        more: Callable[[int], Scoring], shape: Callable[[Scoring], np.ndarray]
                        ) -> tuple[Scoring, dict[str, float]]:
@@ -106,11 +100,12 @@ def sample_informative(first: Scoring, *, wanted: int, max_rounds: int, group_si
     return combine(rounds, rows), metrics
 
 
-def more_rounds(roles: Any, source: PromptSource, group_size: int) -> Callable[[int], Scoring]:
+def more_rounds(generators: GeneratorGroup, reward: ScoringPool, source: PromptSource,
+                group_size: int) -> Callable[[int], Scoring]:
     """A function n -> the next n prompts of the source, generated and scored (one extra round)."""
     def more(n: int) -> Scoring:
         prompts = source.next_batch(n)
-        rollouts = roles.generators.collect(roles.generators.generate(requests_of(prompts), group_size))
-        scored = roles.reward.start(rollouts, rubrics={r.prompt_id: r for _, r in prompts})
+        rollouts = generators.collect(generators.generate(requests_of(prompts), group_size))
+        scored = reward.score(rollouts, {r.prompt_id: r for _, r in prompts})
         return Scoring(rollouts, scored.columns, scored.small())
     return more

@@ -9,39 +9,34 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
-from promedical.actors.interfaces import PromptRequest
+from promedical.actors.interfaces import (Columns, GeneratorGroup, PolicyGroup, ReferencePool, ScoringPool,
+                                          StepBatch, WeightSyncer)
 from promedical.rollout.advantages import ADVANTAGES
 from promedical.rollout.dynamic_sampling import Scoring, more_rounds, sample_informative, shaped_rewards
 from promedical.rollout.guards import masked_advantages, step_health
 from promedical.rollout.metrics import phase_metrics, rollout_metrics
-from promedical.rollout.prompts import PromptSource
+from promedical.rollout.prompts import PromptSource, requests_of
 from promedical.storage.schema import TRAINING_FIELDS, columns_batch, merge_columns
-
-
-class WeightSyncer(Protocol):
-    """Policy -> generators by version (actors/weight_sync.py): start queues, wait blocks or raises."""
-
-    def start(self, version: int) -> Any: ...
-    def wait(self, pending: Any) -> float: ...
 
 
 @dataclass
 class Roles:
-    """The run's role groups (actors/groups.py), as built by deploy/; a unit test passes fakes."""
+    """The run's role groups, typed by the Protocols of actors/interfaces.py (the loop's one seam).
 
-    policy: Any        # PolicyGroup: train_step(StepBatch, seed) -> metrics
-    reference: Any     # PoolGroup "logprobs": start(rollouts) -> Scored
-    reward: Any        # PoolGroup "score": start(rollouts, rubrics=...) -> Scored
-    generators: Any    # GeneratorGroup: generate(requests, G) -> Generated; collect -> Rollouts
-    sync: WeightSyncer
-    columns: Callable[[pa.RecordBatch], Any]   # the driver's own columns, shaped like a pool's result
-    step_batch: Callable[..., Any]             # StepBatch(sources, num_rows, summary)
-    healing: Any = None                        # actors.healing.Healing: replaced replicas, drained per step
+    deploy/ builds them over Ray replicas (actors/groups.py); a unit test passes in-process fakes.
+    """
+
+    policy: PolicyGroup           # train_step(StepBatch, seed) -> metrics; save / restore
+    reference: ReferencePool      # logprobs(rollouts) -> Pending reference columns
+    reward: ScoringPool           # score(rollouts, rubrics) -> Pending reward columns
+    generators: GeneratorGroup    # generate(requests, G) -> handle; collect(handle) -> Rollouts
+    sync: WeightSyncer            # start(version) -> pending; wait(pending) -> seconds
+    healing: Any = None           # actors.healing.Healing: replaced replicas, drained per step (deploy/run.py)
 
 
 @dataclass
@@ -63,7 +58,7 @@ class LoopSettings:
 class InFlight:
     """One batch being generated: the generator group's handle on it and the version that launched it."""
 
-    generated: Any
+    generated: object             # the generator group's handle, passed back to collect / fetch
     version: int
     prompts: list[tuple[int, Any]]
     launched_at: float = field(default_factory=time.perf_counter)
@@ -72,14 +67,12 @@ class InFlight:
 def launch(roles: Roles, source: PromptSource, settings: LoopSettings, version: int) -> InFlight:
     """Take B prompts from the shared queue; the generator group shares them across its replicas."""
     prompts = source.next_batch(settings.prompts_per_step)
-    requests = [PromptRequest(prompt_id=r.prompt_id, group_id=gid,
-                              messages=tuple((m.role, m.content) for m in r.messages)) for gid, r in prompts]
-    return InFlight(generated=roles.generators.generate(requests, settings.group_size), version=version,
+    return InFlight(generated=roles.generators.generate(requests_of(prompts), settings.group_size), version=version,
                     prompts=prompts)
 
 
 def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, version: int,
-                    step: int, source: PromptSource | None = None) -> tuple[Any, dict[str, Any]]:
+                    step: int, source: PromptSource) -> tuple[StepBatch, dict[str, Any]]:
     """Finish one in-flight batch: reward and reference in parallel, advantages, one policy update.
 
     Only small columns reach the driver (summary, reward columns); the rest moves by reference.
@@ -87,9 +80,10 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     the reference scores only the rows kept.
     """
     rollouts = roles.generators.collect(flight.generated)
-    reward = roles.reward.start(rollouts, rubrics={r.prompt_id: r for _, r in flight.prompts})
-    reference = None if settings.dynamic_sampling else roles.reference.start(rollouts)
-    scoring, shaping = Scoring(rollouts, reward.columns, reward.small()), {}
+    reward = roles.reward.score(rollouts, {r.prompt_id: r for _, r in flight.prompts})
+    early = None if settings.dynamic_sampling else roles.reference.logprobs(rollouts)   # beside the reward
+    scoring = Scoring(rollouts, reward.columns, reward.small())
+    shaping: dict[str, float] = {}
 
     def shape(s: Scoring) -> tuple[np.ndarray, dict[str, float]]:
         return shaped_rewards(s.rewards, s.rollouts.summary, overlong=settings.overlong,
@@ -97,9 +91,10 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     if settings.dynamic_sampling:
         scoring, shaping = sample_informative(scoring, wanted=settings.prompts_per_step,
                                               max_rounds=settings.max_sampling_rounds, group_size=settings.group_size,
-                                              more=more_rounds(roles, source, settings.group_size),
+                                              more=more_rounds(roles.generators, roles.reward, source,
+                                                               settings.group_size),
                                               shape=lambda s: shape(s)[0])
-        reference = roles.reference.start(scoring.rollouts)
+    reference = early if early is not None else roles.reference.logprobs(scoring.rollouts)
     rollouts, summary, rewards = scoring.rollouts, scoring.rollouts.summary, scoring.rewards
     ref_small = reference.small()
     shaped, overlong_metrics = shape(scoring)
@@ -110,8 +105,8 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
                                                "step": [step] * len(advantage), "loss_mask": loss_mask})
     fetched = summary.nbytes + rewards.nbytes + ref_small.nbytes + training.nbytes
     # masked rows carry no loss tokens, so they weigh nothing in their mini-batch's token count
-    batch = roles.step_batch([rollouts.generation, scoring.reward, reference.columns, roles.columns(training)],
-                             summary.num_rows, summary.append_column("loss_mask", pa.array(loss_mask, pa.bool_())))
+    batch = StepBatch([rollouts.generation, scoring.reward, reference.columns, Columns.whole(training)],
+                      summary.num_rows, summary.append_column("loss_mask", pa.array(loss_mask, pa.bool_())))
     train = roles.policy.train_step(batch, version)
     train.update(step_health(loss_mask, train).metrics())
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),
@@ -138,7 +133,7 @@ def finish_inflight(roles: Roles, inflight: deque) -> list[tuple[InFlight, pa.Re
 
 
 def run_loop(roles: Roles, source: PromptSource, settings: LoopSettings, state: LoopState, *,
-             on_step: Callable[[int, Any, dict[str, Any]], None],
+             on_step: Callable[[int, StepBatch, dict[str, Any]], None],
              checkpoint_every: int = 0, on_checkpoint: Callable[[LoopState], None] | None = None) -> LoopState:
     """Train from state.step to settings.steps - 1; returns the final state."""
     pending = None

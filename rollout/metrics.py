@@ -18,7 +18,7 @@ def _mean(column: pa.Array) -> float:
     return float(values.mean()) if values.size else 0.0
 
 
-def rollout_metrics(batch: pa.RecordBatch) -> dict[str, float]:
+def rollout_metrics(batch: pa.RecordBatch) -> dict[str, Any]:
     """Reward and tier statistics, veto rate, lengths and staleness of one trained batch."""
     reward = _finite(batch.column("reward"))
     s3 = batch.column("s3").to_numpy(zero_copy_only=False)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from promedical.actors.interfaces import PromptRequest
 from promedical.reward.rubric import RubricRecord
 
 
@@ -31,7 +32,7 @@ class PromptSource:
 
     def next_batch(self, size: int) -> list[tuple[int, RubricRecord]]:
         """`size` (group_id, record) pairs; wraps into a new, reshuffled epoch when one runs out."""
-        out = []
+        out: list[tuple[int, RubricRecord]] = []
         while len(out) < size:
             order = self._order(self.state.epoch)
             if self.state.index >= len(order):
@@ -45,3 +46,9 @@ class PromptSource:
 
     def rubrics(self) -> dict[str, RubricRecord]:
         return {r.prompt_id: r for r in self.records}
+
+
+def requests_of(prompts: list[tuple[int, RubricRecord]]) -> list[PromptRequest]:
+    """The generation requests of (group_id, record) pairs, in order: the driver's one PromptRequest builder."""
+    return [PromptRequest(prompt_id=r.prompt_id, group_id=gid, messages=tuple((m.role, m.content) for m in r.messages))
+            for gid, r in prompts]

@@ -2,11 +2,14 @@
 
 Pieces are plain RecordBatches here; in a run they are object refs, and the code only moves them.
 """
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from promedical.actors.groups import Columns, Rollouts
+from promedical.actors.interfaces import Columns, PromptRequest, Rollouts, StepBatch
+from promedical.reward.rubric import RubricRecord
 from promedical.reward.rubric_io import load_records
 from promedical.rollout.dynamic_sampling import Scoring, combine, sample_informative, shaped_rewards
 from promedical.rollout.loop import LoopSettings, LoopState, Roles, run_loop
@@ -18,7 +21,7 @@ TINY = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "
 
 
 def _generation(group_ids: list[int], group_size: int, version: int = 0, lengths=None) -> pa.RecordBatch:
-    cols = {f.name: [] for f in GENERATION_FIELDS}
+    cols: dict[str, Any] = {f.name: [] for f in GENERATION_FIELDS}
     for g in group_ids:
         for k in range(group_size):
             n = lengths[k] if lengths else k + 1
@@ -123,71 +126,79 @@ def test_soft_overlong_penalty_shapes_the_rewards_the_advantage_sees():
 
 class _Generators:
     def __init__(self) -> None:
-        self.version, self.calls = 0, []
+        self.version = 0
+        self.calls: list[list[int]] = []
 
-    def generate(self, requests, group_size):
+    def generate(self, requests: list[PromptRequest], group_size: int) -> pa.RecordBatch:
         self.calls.append([r.group_id for r in requests])
         return _generation([r.group_id for r in requests], group_size, self.version)
 
-    def collect(self, batch):
-        return Rollouts(Columns([batch], np.arange(batch.num_rows), [batch.num_rows]), batch.select(SUMMARY_COLUMNS))
+    def collect(self, batch: pa.RecordBatch) -> Rollouts:
+        return Rollouts(Columns.whole(batch), batch.select(SUMMARY_COLUMNS))
 
-    def fetch(self, batch):
+    def fetch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch
+
+    def restored(self, batch: pa.RecordBatch, requests: list[PromptRequest]) -> pa.RecordBatch:
         return batch
 
 
 class _Done:
     def __init__(self, columns: pa.RecordBatch) -> None:
-        self.columns, self._small = Columns([columns], np.arange(columns.num_rows), [columns.num_rows]), columns
+        self.columns, self._small = Columns.whole(columns), columns
 
-    def small(self):
+    def small(self) -> pa.RecordBatch:
         return self._small
 
 
 class _Reward:
-    def start(self, rollouts, rubrics):
+    def score(self, rollouts: Rollouts, rubrics: dict[str, RubricRecord]) -> _Done:
         return _Done(_rewards(gather_rows(rollouts.generation.pieces, rollouts.generation.where,
                                           np.arange(rollouts.num_rows))))
 
 
 class _Reference:
     def __init__(self) -> None:
-        self.rows = []
+        self.rows: list[int] = []
 
-    def start(self, rollouts):
+    def logprobs(self, rollouts: Rollouts) -> _Done:
         self.rows.append(rollouts.num_rows)
         return _Done(columns_batch(REFERENCE_FIELDS, {"ref_logprobs": [[-1.0]] * rollouts.num_rows,
                                                       "reference_seconds": [0.03] * rollouts.num_rows}))
 
 
 class _Policy:
-    def train_step(self, step, seed):
+    def train_step(self, step: StepBatch, seed: int) -> dict[str, float]:
         return {"loss": 0.0, "train_seconds": 0.04}
 
 
+    def save(self, directory: str) -> None:
+        pass
+
+    def restore(self, directory: str) -> list[int]:
+        return [0]
+
 class _Sync:
-    def __init__(self, generators) -> None:
+    def __init__(self, generators: _Generators) -> None:
         self.generators = generators
 
-    def start(self, version):
+    def start(self, version: int) -> int:
         self.generators.version = version
         return version
 
-    def wait(self, pending):
+    def wait(self, pending: int) -> float:
         return 0.0
 
 
 def _run(staleness: int, rounds: int, steps: int = 3):
-    gens = _Generators()
-    roles = Roles(policy=_Policy(), reference=_Reference(), reward=_Reward(), generators=gens, sync=_Sync(gens),
-                  columns=lambda b: Columns([b], np.arange(b.num_rows), [b.num_rows]),
-                  step_batch=lambda sources, n, summary: dict(sources=sources, n=n, summary=summary))
+    gens, reference = _Generators(), _Reference()
+    roles = Roles(policy=_Policy(), reference=reference, reward=_Reward(), generators=gens, sync=_Sync(gens))
     settings = LoopSettings(steps=steps, prompts_per_step=2, group_size=3, max_staleness=staleness, advantage="grpo",
                             dynamic_sampling=True, max_sampling_rounds=rounds)
     seen = []
     run_loop(roles, PromptSource(load_records(TINY), seed=0), settings, LoopState(),
-             on_step=lambda s, b, m: seen.append((b["summary"].column("group_id").to_pylist(), m)))
-    return seen, gens, roles.reference
+             on_step=lambda s, b, m: seen.append((b.summary.column("group_id").to_pylist(), m)))
+    return seen, gens, reference
 
 
 @pytest.mark.parametrize("staleness", [0, 1])

@@ -1,10 +1,19 @@
-"""The driver loop in-process with fake role groups: no Ray, no model; checks the loop's own logic."""
+"""The driver loop in-process with fake role groups: no Ray, no model; checks the loop's own logic.
+
+The fakes implement the role-group Protocols of actors/interfaces.py; tests/test_types.py type-checks
+this file, so a fake that drops or changes a method fails there.
+"""
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from promedical.actors.interfaces import Columns, PromptRequest, Rollouts, StepBatch
+from promedical.reward.rubric import RubricRecord
 from promedical.reward.rubric_io import load_records
 from promedical.rollout.loop import LoopSettings, LoopState, Roles, run_loop
 from promedical.rollout.prompts import PromptSource
@@ -13,32 +22,16 @@ from promedical.storage.schema import GENERATION_FIELDS, REFERENCE_FIELDS, REWAR
 TINY = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "tiny.jsonl"
 
 
-@dataclass
-class FakeRollouts:
-    batch: pa.RecordBatch
-
-    @property
-    def summary(self) -> pa.RecordBatch:
-        return self.batch
-
-    @property
-    def generation(self) -> pa.RecordBatch:
-        return self.batch
-
-    @property
-    def num_rows(self) -> int:
-        return self.batch.num_rows
-
-
 class FakeGenerators:
     """Rows whose length is the sample index + 1 and whose version is the generator's current one."""
 
     def __init__(self) -> None:
-        self.version, self.calls = 0, []
+        self.version = 0
+        self.calls: list[list[int]] = []
 
-    def generate(self, requests, group_size):
+    def generate(self, requests: list[PromptRequest], group_size: int) -> Rollouts:
         self.calls.append([r.group_id for r in requests])
-        cols = {f.name: [] for f in GENERATION_FIELDS}
+        cols: dict[str, Any] = {f.name: [] for f in GENERATION_FIELDS}
         for r in requests:
             for k in range(group_size):
                 n = k + 1
@@ -48,28 +41,36 @@ class FakeGenerators:
                               generator_replica=0)
                 for key, v in values.items():
                     cols[key].append(v)
-        return FakeRollouts(columns_batch(GENERATION_FIELDS, cols))
+        batch = columns_batch(GENERATION_FIELDS, cols)
+        return Rollouts(Columns.whole(batch), batch)
 
-    def collect(self, generated):
+    def collect(self, generated: Rollouts) -> Rollouts:
         return generated
 
-    def fetch(self, generated):
-        return generated.batch
+    def fetch(self, generated: Rollouts) -> pa.RecordBatch:
+        return generated.summary
+
+    def restored(self, batch: pa.RecordBatch, requests: list[PromptRequest]) -> Rollouts:
+        return Rollouts(Columns.whole(batch), batch)
 
 
 @dataclass
 class Done:
-    columns: pa.RecordBatch
+    batch: pa.RecordBatch
+
+    @property
+    def columns(self) -> Columns:
+        return Columns.whole(self.batch)
 
     def small(self) -> pa.RecordBatch:
-        return self.columns
+        return self.batch
 
 
 class FakeReward:
     """reward = response length / 10 for even groups; a constant 0.5 for odd groups."""
 
-    def start(self, rollouts, rubrics):
-        b = rollouts.batch
+    def score(self, rollouts: Rollouts, rubrics: dict[str, RubricRecord]) -> Done:
+        b = rollouts.summary
         n = b.num_rows
         lengths = b.column("response_length").to_numpy()
         groups = b.column("group_id").to_numpy()
@@ -80,38 +81,43 @@ class FakeReward:
 
 
 class FakeReference:
-    def start(self, rollouts):
-        b = rollouts.batch
+    def logprobs(self, rollouts: Rollouts) -> Done:
+        b = rollouts.summary
         return Done(columns_batch(REFERENCE_FIELDS, {"ref_logprobs": b.column("behaviour_logprobs").to_pylist(),
                                                      "reference_seconds": [0.03] * b.num_rows}))
 
 
 class FakePolicy:
     def __init__(self) -> None:
-        self.trained = []
+        self.trained: list[tuple[int, StepBatch]] = []
 
-    def train_step(self, step, seed):
+    def train_step(self, step: StepBatch, seed: int) -> dict[str, float]:
         self.trained.append((seed, step))
         return {"loss": 0.0, "kl": 0.0, "train_seconds": 0.04}
 
+
+    def save(self, directory: str) -> None:
+        pass
+
+    def restore(self, directory: str) -> list[int]:
+        return [0]
 
 class FakeSync:
     def __init__(self, generators: FakeGenerators) -> None:
         self.generators = generators
 
-    def start(self, version):
+    def start(self, version: int) -> int:
         self.generators.version = version
         return version
 
-    def wait(self, pending):
+    def wait(self, pending: int) -> float:
         return 0.0
 
 
-def _roles():
+def _roles() -> Roles:
     gens = FakeGenerators()
     return Roles(policy=FakePolicy(), reference=FakeReference(), reward=FakeReward(), generators=gens,
-                 sync=FakeSync(gens), columns=lambda b: b,
-                 step_batch=lambda sources, n, summary: dict(sources=sources, n=n, summary=summary))
+                 sync=FakeSync(gens))
 
 
 @pytest.mark.parametrize("staleness", [0, 2])
@@ -123,16 +129,16 @@ def test_the_loop_trains_each_group_once_within_the_staleness_bound(staleness):
     state = run_loop(roles, source, settings, LoopState(), on_step=lambda s, b, m: seen.append((s, b, m)))
     assert state.step == steps and state.version == steps
     assert [m["policy_version"] for _, _, m in seen] == list(range(1, steps + 1))
-    trained_groups = [g for _, b, _ in seen for g in b["summary"].column("group_id").to_pylist()]
+    trained_groups = [g for _, b, _ in seen for g in b.summary.column("group_id").to_pylist()]
     assert sorted(set(trained_groups)) == list(range(2 * steps))            # every group exactly once ...
     assert len(trained_groups) == 2 * steps * 4                              # ... with all its samples
     assert max(m["staleness_max"] for _, _, m in seen) == staleness
     # the policy got the version as its mini-batch seed, and the driver's training columns
     assert [seed for seed, _ in roles.policy.trained] == list(range(steps))
     for step, (_, batch, m) in enumerate(seen):
-        training = batch["sources"][3]
+        training = batch.sources[3].pieces[0]
         adv = training.column("advantage").to_numpy()
-        groups = batch["summary"].column("group_id").to_numpy()
+        groups = batch.summary.column("group_id").to_numpy()
         for g in set(groups.tolist()):
             a = adv[groups == g]
             if g % 2:                                   # constant reward: exactly zero advantage
