@@ -97,11 +97,24 @@ def reward_kwargs(cfg: Config, model_path: str | None) -> dict[str, Any]:
                 batch_size=r.batch_size, max_length=r.max_length, dtype=r.dtype, threads=torch_threads(cfg, "reward"))
 
 
+def reward_role(cfg: Config, model_path: str | None) -> tuple[type, dict[str, Any]]:
+    """(class, keywords) of the reward role: a reward-model grader, or an LLM judge (reward.grader=judge)."""
+    if cfg.reward.grader == "judge":
+        from promedical.actors.judge_reward import JudgeReward
+        from promedical.deploy.judge_role import judge_kwargs
+        return JudgeReward, judge_kwargs(cfg, model_path)
+    from promedical.actors.reward_model import RewardModel
+    return RewardModel, reward_kwargs(cfg, model_path)
+
+
 def resolve_models(cfg: Config) -> tuple[str, str | None]:
     """(policy path, reward model path or None); builds local models once, fetches nothing."""
     from promedical.actors.models import resolve_model
     from promedical.reward_model.models import resolve_reward_model
     policy = resolve_model(cfg.model.policy)
+    if cfg.reward.grader == "judge":
+        from promedical.deploy.judge_role import judge_model
+        return policy, judge_model(cfg)
     reward = None if cfg.reward.grader == "rule" else resolve_reward_model(cfg.reward.model)
     return policy, reward
 
@@ -154,14 +167,13 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     from promedical.actors.groups import GeneratorGroup, PolicyGroup, ReferencePool, RewardPool
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
-    from promedical.actors.reward_model import RewardModel
     from promedical.rollout.loop import Roles
     from promedical.storage.schema import REWARD_FIELDS
 
     plan = make_plan(cfg.placement, cfg.generator.replicas)
     classes = {"policy": (Policy, _policy_rank_kwargs(cfg, policy_path, plan)),
                "reference": (Reference, reference_kwargs(cfg, policy_path)),
-               "reward": (RewardModel, reward_kwargs(cfg, reward_path)),
+               "reward": reward_role(cfg, reward_path),
                "generator": (Generator, _generator_replica_kwargs(cfg, policy_path, plan))}
     for role, cls in (role_classes or {}).items():
         classes[role] = (cls, classes[role][1])

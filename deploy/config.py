@@ -101,6 +101,17 @@ class RewardConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # trained grader; auto as model.train_dtype
     gdpo_weights: list[float] = field(default_factory=lambda: list(RewardShape.gdpo_weights))  # gdpo: S1, S2, -S3
     model_shape: str = "auto"            # like model.shape, for reward.model
+    # grader=judge (README "LLM judge"): reward.model is the judge (tiny, smollm2 or an HF dir, run as vLLM
+    # replicas placed like placement.roles.reward), or the model name sent to judge_url
+    judge_url: str = ""                  # OpenAI-compatible base URL (http://host:8000/v1); empty = local replicas
+    judge_template: str = "v1"           # prompt template: builtin version name or a file (reward/judge_prompt.py)
+    judge_max_tokens: int = 1024         # local judge: prompt tokens; longer prompts lose the instruction's start
+    judge_kv_cache_gib: float = 1.0      # local judge on CPU: vLLM KV cache space
+    judge_gpu_memory_utilization: float = 0.3   # local judge on a GPU: fraction of device memory vLLM may take
+    judge_timeout_s: float = 30.0        # endpoint: seconds per request
+    judge_retries: int = 2               # endpoint: retries of an invalid verdict or a failed request
+    judge_concurrency: int = 8           # endpoint: requests in flight per reward replica
+    judge_api_key_env: str = "OPENAI_API_KEY"   # endpoint: environment variable holding the API key
 
 
 @dataclass
@@ -355,6 +366,9 @@ def problems(cfg: Config) -> list[str]:
         if value not in registry:
             out.append(f"{key}={value!r} is unknown; choose one of {sorted(registry)}")
     out += [f"reward.{p}" for p in reward_shape(cfg.reward).problems()]
+    if cfg.reward.grader == "judge":
+        from promedical.deploy.judge_role import judge_problems
+        out += judge_problems(cfg)
     if cfg.run.eval_every < 0 or (cfg.run.eval_every and not cfg.run.eval_prompts):
         out.append(f"run.eval_every={cfg.run.eval_every}: must be >= 0, and > 0 needs run.eval_prompts "
                    f"(a held-out rubric file)")

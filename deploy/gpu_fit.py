@@ -127,8 +127,13 @@ class Placed:
 def role_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> Estimate:
     """Per-GPU estimate of one replica of `role`, from the config."""
     if role == "reward":
-        if cfg.reward.grader == "rule":
-            return Estimate()                                      # the rule grader loads no model
+        if cfg.reward.grader == "rule" or cfg.reward.judge_url:
+            return Estimate()                                      # no model: regexes, or a served judge
+        if cfg.reward.grader == "judge":                           # a local judge is a vLLM engine
+            shape = model_shape("reward.model", cfg.reward.model, "reward.model_shape", cfg.reward.model_shape)
+            return generator_replica(shape.params, dtype=_generator_dtype(cfg.generator.dtype), gpu_bytes=gpu_bytes,
+                                     gpu_memory_utilization=cfg.reward.judge_gpu_memory_utilization,
+                                     tensor_parallel_size=1)
         shape = model_shape("reward.model", cfg.reward.model, "reward.model_shape", cfg.reward.model_shape)
         return inference_replica(shape.params, dtype="bfloat16" if cfg.reward.dtype == "auto" else cfg.reward.dtype)
     params = model_shape("model.policy", cfg.model.policy, "model.shape", cfg.model.shape).params

@@ -3,7 +3,8 @@
 One criterion per call. The judge must answer with a JSON object {"criteria_met": true|false, ...};
 for a veto criterion "met" means the harmful behaviour occurred (HealthBench's convention for negative
 items). Anything else is an invalid verdict (met=None) with a short error code, counted by `judge_many`;
-nothing here raises on a bad answer or a failing endpoint.
+nothing here raises on a bad answer or a failing endpoint. The prompt is reward/judge_prompt.py's
+versioned template; a local vLLM judge with constrained verdicts is actors/judge.py.
 """
 from __future__ import annotations
 
@@ -12,32 +13,13 @@ import re
 import time
 import urllib.error
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from promedical.reward.rubric import Criterion, Tier
+from promedical.reward.judge_prompt import DEFAULT_TEMPLATE, JudgeTemplate
+from promedical.reward.rubric import Criterion
 from promedical.runtime.chat import chat_completion
-
-JUDGE_TEMPLATE = """You are grading one response of an AI assistant against ONE rubric criterion.
-
-# Conversation
-{instruction}
-
-# Response to grade
-{response}
-
-# Criterion
-{criterion}
-
-{meaning}
-Answer with only a JSON object: {{"explanation": "<one sentence>", "criteria_met": true or false}}"""
-
-MEANING = {
-    Tier.VETO: "This criterion describes an undesirable behaviour: criteria_met is true when the response "
-               "shows that behaviour.",
-    Tier.PROFICIENCY: "criteria_met is true when the response fully satisfies the criterion.",
-    Tier.BONUS: "criteria_met is true when the response fully satisfies the criterion.",
-}
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
@@ -47,6 +29,15 @@ class Verdict:
     met: bool | None        # None = invalid verdict (see error)
     error: str | None       # short code: no_json, bad_json, missing_criteria_met, http_500, timeout, ...
     raw: str                # the judge's raw answer ("" when the call itself failed)
+    score: float | None = None   # P(met) in [0, 1] where the judge gives one (a local judge's verdict
+                                 # token probability); None: the verdict alone (1.0 met, 0.0 not)
+
+    @property
+    def value(self) -> float:
+        """v in [0, 1] for the reward: the probability where known, else the verdict; NaN when invalid."""
+        if self.met is None:
+            return float("nan")
+        return float(self.met) if self.score is None else self.score
 
 
 @dataclass
@@ -65,9 +56,10 @@ class Judge(Protocol):
     def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict: ...
 
 
-def judge_prompt(instruction: str, response: str, criterion: Criterion) -> str:
-    return JUDGE_TEMPLATE.format(instruction=instruction, response=response, criterion=criterion.text,
-                                 meaning=MEANING[criterion.tier])
+def judge_prompt(instruction: str, response: str, criterion: Criterion,
+                 template: JudgeTemplate = DEFAULT_TEMPLATE) -> str:
+    """The prompt asking for a JSON verdict (an endpoint's answer is parsed by `parse_verdict`)."""
+    return template.render(instruction, response, criterion, "json")
 
 
 def parse_verdict(raw: str) -> Verdict:
@@ -97,11 +89,13 @@ class OpenAICompatibleJudge:
     """A chat-completions endpoint (OpenAI, vLLM serve, llama.cpp server, ...) reached with urllib."""
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 30,
-                 retries: int = 2, max_tokens: int = 256, backoff_s: float = 0.5) -> None:
+                 retries: int = 2, max_tokens: int = 256, backoff_s: float = 0.5, concurrency: int = 1,
+                 template: JudgeTemplate = DEFAULT_TEMPLATE) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key = model, api_key
         self.timeout_s, self.retries = timeout_s, retries
         self.max_tokens, self.backoff_s = max_tokens, backoff_s
+        self.concurrency, self.template = concurrency, template
 
     def _post(self, prompt: str) -> str:
         return chat_completion(self.url, self.model, prompt, api_key=self.api_key, temperature=0.0,
@@ -120,7 +114,7 @@ class OpenAICompatibleJudge:
 
     def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict:
         """Up to 1 + retries attempts; an invalid verdict or a failed call is retried."""
-        prompt = judge_prompt(instruction, response, criterion)
+        prompt = judge_prompt(instruction, response, criterion, self.template)
         verdict = self._once(prompt)
         for attempt in range(self.retries):
             if verdict.met is not None:
@@ -129,35 +123,12 @@ class OpenAICompatibleJudge:
             verdict = self._once(prompt)
         return verdict
 
-
-class VLLMJudge:
-    """A local model through vllm.LLM (greedy); `judge_batch` grades many triples in one generate call."""
-
-    def __init__(self, *, model: str, max_tokens: int = 256, retries: int = 1, **llm_kwargs: Any) -> None:
-        from vllm import LLM, SamplingParams  # heavy: imported only when a local judge is used
-
-        self.llm = LLM(model=model, **llm_kwargs)
-        self.params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
-        self.retries = retries
-
-    def _generate(self, prompts: list[str]) -> list[str]:
-        conversations = [[{"role": "user", "content": p}] for p in prompts]
-        outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
-
     def judge_batch(self, items: list[tuple[str, str, Criterion]]) -> list[Verdict]:
-        prompts = [judge_prompt(i, r, c) for i, r, c in items]
-        verdicts = [parse_verdict(t) for t in self._generate(prompts)]
-        for _ in range(self.retries):
-            todo = [k for k, v in enumerate(verdicts) if v.met is None]
-            if not todo:
-                break
-            for k, text in zip(todo, self._generate([prompts[k] for k in todo])):
-                verdicts[k] = parse_verdict(text)
-        return verdicts
-
-    def judge(self, instruction: str, response: str, criterion: Criterion) -> Verdict:
-        return self.judge_batch([(instruction, response, criterion)])[0]
+        """Every triple, in order; `concurrency` requests in flight at once (1: one after another)."""
+        if self.concurrency <= 1 or len(items) <= 1:
+            return [_safe(self, item) for item in items]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda item: _safe(self, item), items))
 
 
 def _safe(judge: Judge, item: tuple[str, str, Criterion]) -> Verdict:

@@ -135,6 +135,8 @@ def make_grader(name: str, model_path: str | None, *, max_length: int, batch_siz
     """`dtype` (auto | float32 | bfloat16) applies to the trained grader; auto = bf16 on GPU, fp32 on CPU."""
     if name == "rule":
         return RuleGrader()
+    if name == "judge":
+        raise ValueError("grader 'judge' is an LLM judge, not a scorer: its reward role is actors/judge_reward.py")
     if model_path is None:
         raise ValueError(f"grader {name!r} needs a model path")
     if name == "trained":
@@ -142,4 +144,4 @@ def make_grader(name: str, model_path: str | None, *, max_length: int, batch_siz
     return SimilarityGrader(model_path, max_length=max_length, batch_size=batch_size, threads=threads)
 
 
-GRADERS = ("rule", "similarity", "trained")
+GRADERS = ("rule", "similarity", "trained", "judge")   # judge: actors/judge_reward.py

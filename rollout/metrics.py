@@ -6,6 +6,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from promedical.rollout.judge_metrics import judge_metrics
+
 
 def _finite(column: pa.Array) -> np.ndarray:
     """The column's finite values (a NaN reward is masked out of training and out of these means)."""
@@ -41,6 +43,7 @@ def rollout_metrics(batch: pa.RecordBatch) -> dict[str, Any]:
         "staleness_mean": float(staleness.mean()),
         "staleness_max": float(staleness.max()),
         "staleness_hist": {str(int(k)): int(v) for k, v in zip(*np.unique(staleness, return_counts=True))},
+        **judge_metrics(batch),          # reward.grader=judge only
     }
 
 

@@ -37,6 +37,8 @@ REWARD_FIELDS: list[pa.Field] = [
     pa.field("criterion_ids", pa.list_(pa.string())),  # (K,) criterion ids of the prompt's rubric
     pa.field("criterion_tiers", pa.list_(pa.string())),  # (K,) "proficiency" | "bonus" | "veto"
     pa.field("criterion_scores", _F32_LIST),           # (K,) v_i in [0, 1]: how far criterion i is met
+    pa.field("criterion_errors", pa.list_(pa.string())),  # (K,) LLM judge: "" valid verdict, else its error
+                                                       # code (http_500, timeout, no_json, ...); null otherwise
     pa.field("s1", pa.float32()),                      # proficiency: sum_i w_i v_i, weights sum to 1
     pa.field("s2", pa.float32()),                      # excellence bonus: count of bonus criteria met
     pa.field("s3", pa.float32()),                      # safety veto: count of veto criteria violated

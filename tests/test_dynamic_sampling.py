@@ -39,7 +39,8 @@ def _rewards(batch: pa.RecordBatch) -> pa.RecordBatch:
     lengths = batch.column("response_length").to_numpy()
     reward = np.where(batch.column("group_id").to_numpy() % 2 == 0, lengths / 10.0, 0.5)
     return columns_batch(REWARD_FIELDS, dict(criterion_ids=[["c"]] * n, criterion_tiers=[["proficiency"]] * n,
-                                             criterion_scores=[[0.0]] * n, s1=reward, s2=[0.0] * n, s3=[0.0] * n,
+                                             criterion_scores=[[0.0]] * n, criterion_errors=[None] * n,
+                                             s1=reward, s2=[0.0] * n, s3=[0.0] * n,
                                              reward=reward, score_seconds=[0.02] * n))
 
 

@@ -76,6 +76,7 @@ class FakeReward:
         groups = b.column("group_id").to_numpy()
         reward = np.where(groups % 2 == 0, lengths / 10.0, 0.5)
         cols = dict(criterion_ids=[["c"]] * n, criterion_tiers=[["proficiency"]] * n, criterion_scores=[[0.0]] * n,
+                    criterion_errors=[None] * n,
                     s1=reward, s2=[0.0] * n, s3=[0.0] * n, reward=reward, score_seconds=[0.02] * n)
         return Done(columns_batch(REWARD_FIELDS, cols))
 

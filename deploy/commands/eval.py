@@ -53,10 +53,9 @@ def verdict_source(args: argparse.Namespace):
             raise UserError("--grader judge needs --judge-url URL and --judge-model NAME")
         if args.judge_url == "local":
             return _local_judge(args.judge_model, args.judge_retries)
-        from promedical.reward.judge import OpenAICompatibleJudge
-        judge = OpenAICompatibleJudge(base_url=args.judge_url, model=args.judge_model,
-                                      api_key=os.environ.get(args.judge_api_key_env),
-                                      timeout_s=args.judge_timeout, retries=args.judge_retries)
+        from promedical.actors.judge import make_judge
+        judge = make_judge(url=args.judge_url, model=args.judge_model, api_key_env=args.judge_api_key_env,
+                           timeout_s=args.judge_timeout, retries=args.judge_retries)
         return JudgeVerdicts(judge, name=f"judge {args.judge_model} at {args.judge_url}")
     if args.grader == "trained" and args.grader_model == "minilm":
         raise UserError("--grader trained needs --grader-model DIR, a reward model made by promedical train-rm")
@@ -71,15 +70,13 @@ def verdict_source(args: argparse.Namespace):
 
 
 def _local_judge(model: str, retries: int):
-    """A judge model run in this process with vLLM (greedy), e.g. --judge-url local --judge-model smollm2."""
-    from promedical.actors.models import resolve_model
+    """A judge model run in this process with vLLM, verdicts constrained to yes/no (actors/judge.py, the
+    code training's judge replicas run), e.g. --judge-url local --judge-model smollm2."""
+    from promedical.actors.judge import make_judge
     from promedical.evaluation.grading import JudgeVerdicts
-    from promedical.reward.judge import VLLMJudge
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    judge = VLLMJudge(model=resolve_model(model), retries=retries, max_tokens=128, dtype="bfloat16",
-                      enforce_eager=True, max_model_len=4096)
-    return JudgeVerdicts(judge, name=f"local judge {model} (vLLM, greedy)")
+    judge = make_judge(url="local", model=model, retries=retries, dtype="bfloat16", max_prompt_tokens=4095)
+    return JudgeVerdicts(judge, name=f"local judge {model} (vLLM, constrained yes/no)")
 
 
 def _evaluate(targets, suites, source, args) -> dict:

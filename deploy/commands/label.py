@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,18 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def make_judge(args: argparse.Namespace):
+    """The judge training and `promedical eval` use (actors/judge.py make_judge): an endpoint, or vLLM here."""
+    from promedical.actors.judge import make_judge as judge_for
     from promedical.errors import UserError
-    from promedical.reward.judge import OpenAICompatibleJudge, VLLMJudge
 
     if args.retries < 0 or args.timeout_s <= 0:
         raise UserError("--retries must be >= 0 and --timeout-s > 0")
     if args.judge == "openai":
         if not args.base_url:
             raise UserError("--judge openai needs --base-url (an OpenAI-compatible endpoint ending in /v1)")
-        return OpenAICompatibleJudge(base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env),
-                                     timeout_s=args.timeout_s, retries=args.retries)
-    from promedical.actors.models import resolve_model
-    return VLLMJudge(model=resolve_model(args.model), retries=args.retries)
+        return judge_for(url=args.base_url, model=args.model, api_key_env=args.api_key_env,
+                         timeout_s=args.timeout_s, retries=args.retries)
+    return judge_for(url="local", model=args.model)
 
 
 def run(args: argparse.Namespace) -> int:
