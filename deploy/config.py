@@ -187,8 +187,7 @@ class RunConfig:
 
 def reward_shape(r: RewardConfig) -> RewardShape:
     """The run's one RewardShape; everything downstream (reward role, in-training eval) is handed this."""
-    return RewardShape(alpha=r.alpha, beta=r.beta, lam=r.lam, bonus_threshold=r.bonus_threshold,
-                       veto_threshold=r.veto_threshold, gdpo_weights=tuple(r.gdpo_weights))
+    return RewardShape.of(r)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ray import serve
@@ -44,9 +44,7 @@ class ScorerSpec:
     grader: str
     model: str | None
     aggregator: str = "promedical"
-    alpha: float = RewardShape.alpha
-    beta: float = RewardShape.beta
-    lam: float = RewardShape.lam
+    shape: RewardShape = field(default_factory=RewardShape)   # from --alpha ... --gdpo-weights
     batch_size: int = 64
     max_length: int = 192
     threads: int = 0
@@ -54,7 +52,8 @@ class ScorerSpec:
 
     @classmethod
     def of(cls, args: Any) -> "ScorerSpec":
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.name != "shape"},
+                   shape=RewardShape.of(args))
 
 
 def build_scorer(spec: ScorerSpec, rubrics: dict):
@@ -67,10 +66,11 @@ def build_scorer(spec: ScorerSpec, rubrics: dict):
     from promedical.reward_model.models import resolve_reward_model
     from promedical.reward_model.rm_server import scores_columns
 
-    shape = RewardShape(alpha=spec.alpha, beta=spec.beta, lam=spec.lam)
+    shape = spec.shape
     problems = shape.problems()
-    if problems:
-        raise UserError(f"--alpha/--beta/--lam: {problems[0]}")
+    if problems:                                    # "bonus_threshold=2: ..." -> "--bonus-threshold=2: ..."
+        key, rest = problems[0].split("=", 1)
+        raise UserError(f"--{key.replace('_', '-')}={rest}")
     if spec.aggregator not in AGGREGATORS:
         raise UserError(f"--aggregator {spec.aggregator!r}: choose one of {sorted(AGGREGATORS)}")
     model_path = None if spec.grader == "rule" else resolve_reward_model(spec.model)
@@ -88,15 +88,11 @@ def build_scorer(spec: ScorerSpec, rubrics: dict):
 
 def check_rubrics_fit(spec: ScorerSpec, rubrics: dict) -> None:
     """Refuse at start, in one line, rubrics the grader cannot score (the rule grader needs patterns)."""
-    from promedical.errors import UserError
+    from promedical.reward_model.graders import check_rule_patterns
 
-    if spec.grader != "rule":
-        return
-    for rec in rubrics.values():
-        missing = [c.id for c in rec.criteria if c.pattern is None]
-        if missing:
-            raise UserError(f"--grader rule: criterion {rec.prompt_id}/{missing[0]} has no pattern; use "
-                            f"--grader similarity or trained, or rubrics with patterns")
+    if spec.grader == "rule":
+        check_rule_patterns(rubrics.values(), where="--grader rule",
+                            fix="use --grader similarity or trained, or rubrics with patterns")
 
 
 class HttpError(Exception):

@@ -33,11 +33,9 @@ def load_prompts(cfg: Config, spec: str | None = None):
     path = prompts_path(spec or cfg.data.prompts)
     records = load_records(path)
     if cfg.reward.grader == "rule":
-        for rec in records:
-            for c in rec.criteria:
-                if c.pattern is None:
-                    raise UserError(f"{path}: criterion {rec.prompt_id}/{c.id} has no pattern, which "
-                                    f"reward.grader=rule needs; use reward.grader=similarity or trained")
+        from promedical.reward_model.graders import check_rule_patterns
+        check_rule_patterns(records, where=f"{path} (reward.grader=rule)",
+                            fix="use reward.grader=similarity or trained")
     return records
 
 

@@ -6,8 +6,8 @@ for veto criteria, whether the violation is present (1 = violated).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,15 @@ class RewardShape:
     bonus_threshold: float = 0.5       # a bonus criterion counts as met when v_i >= this
     veto_threshold: float = 0.5        # a veto criterion counts as violated when v_i >= this
     gdpo_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)   # gdpo: weights of S1, S2 and -S3
+
+    @classmethod
+    def of(cls, source: Any) -> "RewardShape":
+        """The shape from any object holding its fields by name: the reward.* config, serve-rm's flags.
+
+        The one builder of a RewardShape from settings, so a new field reaches every entry point.
+        """
+        values = {f.name: getattr(source, f.name) for f in fields(cls)}
+        return cls(**{**values, "gdpo_weights": tuple(values["gdpo_weights"])})
 
     def problems(self) -> list[str]:
         """Each violated constraint as 'key: what is wrong; fix', empty when valid."""

@@ -13,11 +13,11 @@ import json
 
 import re
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from promedical.reward.rubric import Criterion, Tier
+from promedical.reward.rubric import Criterion, RubricRecord, Tier
 from promedical.runtime.threads import apply_threads
 
 RULE_FULL_MATCHES = 4
@@ -39,6 +39,20 @@ class RuleGrader:
                 raise ValueError(f"criterion {criterion.id!r} has no pattern; the rule grader needs one")
             out[k] = min(1.0, len(re.findall(criterion.pattern, response)) / RULE_FULL_MATCHES)
         return out
+
+
+def check_rule_patterns(records: Iterable[RubricRecord], *, where: str, fix: str) -> None:
+    """Refuse at start, in one line, rubrics the rule grader cannot score: it needs a pattern on every criterion.
+
+    `where` names the input (a file and its config key, or a flag), `fix` says what to do instead.
+    """
+    from promedical.errors import UserError
+
+    for rec in records:
+        for c in rec.criteria:
+            if c.pattern is None:
+                raise UserError(f"{where}: criterion {rec.prompt_id}/{c.id} has no pattern, which the rule grader "
+                                f"needs; {fix}")
 
 
 class _Encoder:

@@ -10,6 +10,7 @@ import pytest
 
 from promedical.deploy import reward_serve
 from promedical.errors import UserError
+from promedical.reward.aggregate import RewardShape
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny.jsonl"
 
@@ -79,9 +80,13 @@ def test_command_line_maps_onto_spec_and_settings():
     from promedical.deploy.commands.serve_rm import settings
 
     args = build_parser().parse_args(["serve-rm", "--grader", "rule", "--replicas", "3", "--batch-wait-ms", "25",
-                                      "--lam", "3"])
+                                      "--lam", "3", "--veto-threshold", "0.7", "--gdpo-weights", "1", "2", "3"])
     spec = reward_serve.ScorerSpec.of(args)
-    assert (spec.grader, spec.lam, spec.alpha) == ("rule", 3.0, 0.2)     # alpha: RewardShape's default
+    # one builder (RewardShape.of) for config and flags: every shape field reaches serve-rm, alpha at its default
+    assert spec.grader == "rule" and spec.shape == RewardShape(lam=3.0, veto_threshold=0.7, gdpo_weights=(1, 2, 3))
+    with pytest.raises(UserError, match="--bonus-threshold=2.0: must be in"):
+        reward_serve.build_scorer(reward_serve.ScorerSpec.of(build_parser().parse_args(
+            ["serve-rm", "--grader", "rule", "--bonus-threshold", "2"])), {})
     assert settings(args) == reward_serve.ServeSettings(replicas=3, batch_wait_s=0.025)
     with pytest.raises(UserError, match="--replicas 0: must be >= 1"):
         settings(build_parser().parse_args(["serve-rm", "--replicas", "0"]))
@@ -95,3 +100,8 @@ def test_rule_grader_refuses_rubrics_without_patterns_at_start():
         reward_serve.check_rubrics_fit(reward_serve.ScorerSpec(grader="rule", model=None), medical)
     tiny = {r.prompt_id: r for r in load_records(TINY)}
     reward_serve.check_rubrics_fit(reward_serve.ScorerSpec(grader="rule", model=None), tiny)   # patterns: fine
+    # training refuses the same rubrics through the same check (reward_model/graders.py check_rule_patterns)
+    from promedical.deploy.config import load_config
+    from promedical.deploy.run import load_prompts
+    with pytest.raises(UserError, match=r"medical.jsonl \(reward.grader=rule\): criterion .* has no pattern"):
+        load_prompts(load_config("tiny", ["reward.grader=rule", "data.prompts=builtin:medical"]))

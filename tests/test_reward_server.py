@@ -19,8 +19,8 @@ from promedical.reward_model.rm_server import make_server, split_response
 from promedical.reward.rubric_io import load_records
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny.jsonl"
-ARGS = dict(grader="rule", model=None, aggregator="promedical", alpha=0.2, beta=0.5, lam=1.5, batch_size=64,
-            max_length=192, threads=0, dtype="auto")
+ARGS = dict(grader="rule", model=None, aggregator="promedical", shape=RewardShape(alpha=0.2, beta=0.5, lam=1.5),
+            batch_size=64, max_length=192, threads=0, dtype="auto")
 
 
 @pytest.fixture(scope="module")

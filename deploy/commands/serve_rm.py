@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from promedical.deploy.commands.shared import add_ray_address_arg
 from promedical.reward.aggregate import RewardShape
@@ -14,9 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="minilm-ecir", help="model name or checkpoint dir (not for --grader rule)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--alpha", type=float, default=RewardShape.alpha)
-    p.add_argument("--beta", type=float, default=RewardShape.beta)
-    p.add_argument("--lam", type=float, default=RewardShape.lam)
+    for f in fields(RewardShape):                  # every reward-shape field, as reward.* has it in a config
+        flag, default = f"--{f.name.replace('_', '-')}", getattr(RewardShape, f.name)
+        if isinstance(default, tuple):
+            p.add_argument(flag, type=float, nargs=len(default), default=list(default), metavar="W")
+        else:
+            p.add_argument(flag, type=float, default=default)
     p.add_argument("--aggregator", default="promedical")
     p.add_argument("--batch-size", type=int, default=64, help="(response, criterion) triples per forward pass")
     p.add_argument("--max-length", type=int, default=192)
