@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from promedical.runtime.devices import model_device
+
 
 @dataclass
 class GroupMicroBatch:
@@ -19,6 +21,13 @@ class GroupMicroBatch:
     targets: torch.Tensor         # (N, T) response token ids, 0-padded
     mask: torch.Tensor            # (N, T) 1.0 on real response tokens
     rows: list[int]               # batch rows these come from
+
+    def to(self, device: torch.device) -> "GroupMicroBatch":
+        """The same micro-batch on `device` (itself when it is there already)."""
+        if self.mask.device == device:
+            return self
+        return GroupMicroBatch(self.prefix.to(device), self.inputs.to(device), self.targets.to(device),
+                               self.mask.to(device), self.rows)
 
 
 def plan_group_micro_batches(group_ids: list[int], rows: list[int], micro_batch_size: int) -> list[list[int]]:
@@ -71,14 +80,17 @@ def forward_logprobs_entropy(model: torch.nn.Module, mb: GroupMicroBatch, temper
     """
     from transformers import DynamicCache
 
+    device = model_device(model)                      # every tensor below is built there
+    mb = mb.to(device)
     n, width = mb.inputs.shape
     start = mb.prefix.shape[1]
-    valid = (mb.mask.sum(-1, keepdim=True) > torch.arange(width)).long()
+    valid = (mb.mask.sum(-1, keepdim=True) > torch.arange(width, device=device)).long()
     valid[:, 0] = 1                                   # the last prompt token is always real
-    attention = torch.cat([torch.ones(n, start, dtype=torch.long), valid], dim=1)
+    attention = torch.cat([torch.ones(n, start, dtype=torch.long, device=device), valid], dim=1)
     if not shared_prefix:
         ids = torch.cat([mb.prefix.expand(n, -1), mb.inputs], dim=1)
-        logits = model(input_ids=ids, attention_mask=attention, position_ids=torch.arange(start + width).expand(n, -1),
+        logits = model(input_ids=ids, attention_mask=attention,
+                       position_ids=torch.arange(start + width, device=device).expand(n, -1),
                        logits_to_keep=width, use_cache=False).logits.float() / temperature     # (N, T, V)
     else:
         body = model.get_decoder()
@@ -88,7 +100,7 @@ def forward_logprobs_entropy(model: torch.nn.Module, mb: GroupMicroBatch, temper
             for layer in cache.layers:    # share the prompt's keys and values with all N responses
                 layer.keys = layer.keys.expand(n, -1, -1, -1)
                 layer.values = layer.values.expand(n, -1, -1, -1)
-        positions = torch.arange(start, start + width).expand(n, width)
+        positions = torch.arange(start, start + width, device=device).expand(n, width)
         hidden = body(input_ids=mb.inputs, attention_mask=attention, position_ids=positions,
                       past_key_values=cache, use_cache=True).last_hidden_state          # (N, T, H)
         logits = model.get_output_embeddings()(hidden).float() / temperature            # (N, T, V)
@@ -108,5 +120,6 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def unpad(values: torch.Tensor, mb: GroupMicroBatch, lengths: list[int]) -> dict[int, list[float]]:
-    """Row index -> its response logprobs as a list (length = response length)."""
+    """Row index -> its response logprobs as a list (length = response length); one copy off the GPU."""
+    values = values.detach().cpu()
     return {i: values[j, : lengths[i]].tolist() for j, i in enumerate(mb.rows)}

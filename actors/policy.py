@@ -82,13 +82,14 @@ class Policy:
         import torch
         from promedical.actors.logprobs import (forward_logprobs, make_group_micro_batch,
                                                 plan_group_micro_batches, unpad)
+        from promedical.runtime.devices import autocast
 
         prompts, responses, lengths, group_ids = self._columns(batch)
         out: dict[int, list[float]] = {}
         with torch.no_grad():
             for rows in plan_group_micro_batches(group_ids, list(range(batch.num_rows)), self.micro_batch_size):
                 mb = make_group_micro_batch(prompts, responses, rows)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
+                with autocast(self._device(), self._bf16()):
                     out.update(unpad(forward_logprobs(self._forward_model(), mb, self.hp["temperature"],
                                                      self.zero_stage != 3), mb, lengths))
         return [out[i] for i in range(batch.num_rows)]
@@ -99,6 +100,11 @@ class Policy:
 
     def _bf16(self) -> bool:
         return bool(self.engine.bfloat16_enabled())
+
+    def _device(self):
+        """Where the weights live (DeepSpeed put them on its accelerator): every input is built there."""
+        from promedical.runtime.devices import model_device
+        return model_device(self.engine.module)
 
     def train_step(self, batch: pa.RecordBatch, share: RankShare | None = None) -> dict[str, float]:
         """One GRPO update on a scored batch (advantage, ref/behaviour logprobs); bumps the version.
@@ -112,8 +118,10 @@ class Policy:
         from promedical.actors.logprobs import (forward_logprobs_entropy, make_group_micro_batch,
                                                 plan_group_micro_batches)
         from promedical.actors.losses import METRICS, grpo_loss, keep_mask, micro_batch_share
+        from promedical.runtime.devices import autocast
 
         start = time.perf_counter()
+        device = self._device()
         lr = self._set_lr()
         prompts, responses, lengths, group_ids = self._columns(batch)
         keep = keep_mask(batch.column("finish_reason").to_pylist(), self.loss.mask_truncated)
@@ -132,7 +140,8 @@ class Policy:
             share = rank_shares(group_ids, kept, mini_batches=self.mini_batches, ranks=1, seed=self._version)[0][1]
         adv, behaviour, ref = np.where(usable, adv, 0.0), _zeroed(behaviour, usable), _zeroed(ref, usable)
         old = _zeroed(old, usable) if old is not None else None
-        usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)), 0, 0
+        usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)).to(device), 0, 0
+        keep = keep.to(device)
         stats: dict[str, list[float]] = {key: [] for key in METRICS}
         grad_norms = []
         self.engine.train()
@@ -145,15 +154,15 @@ class Policy:
                                  f"expected {self.micro_per_mini}")
             mini_tokens, mini_rows = max(1, share.mini_tokens[m]), share.mini_rows[m]
             for rows in groups:
-                mb = make_group_micro_batch(prompts, responses, rows)
-                pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1])
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16()):
+                mb = make_group_micro_batch(prompts, responses, rows).to(device)
+                pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1], device)
+                with autocast(device, self._bf16()):
                     logp, entropy = forward_logprobs_entropy(self._forward_model(), mb, self.hp["temperature"],
                                                              shared_prefix=self.zero_stage != 3)
                 old_logp = pad(old) if old is not None else logp.detach()
                 mask = mb.mask * (keep[rows] * usable_t[rows]).unsqueeze(-1)
                 terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
-                                  torch.tensor(adv[rows], dtype=torch.float32), mask,
+                                  torch.tensor(adv[rows], dtype=torch.float32, device=device), mask,
                                   settings=self.loss, entropy=entropy)
                 part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
                 # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
@@ -277,12 +286,13 @@ def _zeroed(seqs: list[list[float]], usable: np.ndarray) -> list[list[float]]:
     return [s if ok else [0.0] * len(s) for s, ok in zip(seqs, usable.tolist())]
 
 
-def _pad(seqs: list[list[float]], width: int):
+def _pad(seqs: list[list[float]], width: int, device=None):
+    """(len(seqs), width) float32, right-padded with 0, built on the host and copied to `device` once."""
     import torch
     out = torch.zeros(len(seqs), width)
     for j, s in enumerate(seqs):
         out[j, : len(s)] = torch.tensor(s[:width], dtype=torch.float32)
-    return out
+    return out if device is None else out.to(device)
 
 
 def _grad_norm(module) -> float:

@@ -71,20 +71,24 @@ class SimilarityGrader(_Encoder):
     def __init__(self, model_path: str, max_length: int = 256, batch_size: int = 64, threads: int = 0) -> None:
         super().__init__(model_path, max_length, batch_size, threads)
         from transformers import AutoModel
-        self.model = AutoModel.from_pretrained(model_path).eval()
+
+        from promedical.runtime.devices import role_device
+        self.model = AutoModel.from_pretrained(model_path).to(role_device()).eval()   # fp32: a 22M encoder
         self._cache: dict[str, np.ndarray] = {}
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         import torch
+
+        from promedical.runtime.devices import model_device
         vectors = []
         with torch.no_grad():
             for k in range(0, len(texts), self.batch_size):
                 enc = self.tokenizer(texts[k:k + self.batch_size], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+                                     max_length=self.max_length, return_tensors="pt").to(model_device(self.model))
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
         return np.concatenate(vectors) if vectors else np.zeros((0, 1))
 
     def grade(self, instructions, responses, criteria) -> np.ndarray:
