@@ -15,43 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from promedical.deploy.actor_logs import quiet_driver_warnings, worth_showing
+from promedical.deploy.console_view import eta_s, plain_line, render, summary_lines
 
-PHASES = ("generate", "score", "reference", "train", "sync")    # the step event's time_<phase> keys
 TAIL_INTERVAL_S = 0.5                                           # --verbose: how often actor logs are read
-
-
-def clock_text(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-ETA_WINDOW = 5                       # steps whose median time predicts the rest (the first is slow: warm-up)
-
-
-def eta_s(events: list[dict[str, Any]], total: int) -> float | None:
-    """Seconds left at the median time of the last ETA_WINDOW steps (None before the first step)."""
-    if not events:
-        return None
-    recent = sorted(e["time_step"] for e in events[-ETA_WINDOW:])
-    median = (recent[(len(recent) - 1) // 2] + recent[len(recent) // 2]) / 2
-    return median * max(0, total - (events[-1]["step"] + 1))
-
-
-def time_split(m: dict[str, Any]) -> list[tuple[str, float]]:
-    """(phase, share of the step's time) for the phases the event names; shares of time_step."""
-    total = m.get("time_step") or 0.0
-    return [(p, m[f"time_{p}"] / total) for p in PHASES if total > 0 and f"time_{p}" in m]
-
-
-def plain_line(m: dict[str, Any], total: int, eta: float | None) -> str:
-    """One line for a log file or a pipe: everything the live display shows, for one step."""
-    split = " ".join(f"{p[:3]} {share:.0%}" for p, share in time_split(m))
-    restarts = f"  restarts {m['restarts']}" if m.get("restarts") else ""
-    left = f"  ETA {clock_text(eta)}" if eta is not None else ""
-    return (f"step {m['step'] + 1}/{total}  reward {m['reward_mean']:+.3f} (sd {m['reward_std']:.3f})  "
-            f"S1 {m['s1_mean']:.2f} S2 {m['s2_mean']:.2f} S3 {m['s3_mean']:.2f}  veto {m['veto_rate']:.2f}  "
-            f"KL {m['kl']:.4f}  {m['tokens_per_s']:.0f} tok/s  {m['time_step']:.1f}s ({split}){restarts}{left}")
 
 
 class LogTail:
@@ -125,7 +91,6 @@ class Console:
             from rich.console import Console as RichConsole
             from rich.live import Live
 
-            from promedical.deploy.console_view import render
             self._rich = RichConsole(file=self.stream)
             self._live = Live(console=self._rich, refresh_per_second=2, transient=False,
                               get_renderable=lambda: render(self))
@@ -167,7 +132,6 @@ class Console:
         if self._closed:
             return
         self._closed = True
-        from promedical.deploy.console_view import summary_lines
         for line in summary_lines(self.run_dir, status, self.elapsed()):
             self.stream.write(line + "\n")
         self.stream.flush()

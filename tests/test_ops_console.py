@@ -6,7 +6,8 @@ import logging
 
 from promedical.deploy import actor_logs
 from promedical.deploy.actor_logs import DropHarmless
-from promedical.deploy.console import Console, LogTail, eta_s, plain_line, time_split
+from promedical.deploy.console import Console, LogTail
+from promedical.deploy.console_view import eta_s, plain_line, time_split
 from promedical.storage.metrics_log import MetricsLog
 
 
