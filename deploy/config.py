@@ -54,7 +54,7 @@ class RolloutConfig:
     group_size: int = 8                  # G samples per prompt
     max_new_tokens: int = 64
     temperature: float = 1.0
-    top_p: float = 1.0
+    top_p: float = 1.0                   # only 1.0: the policy recomputes logprobs without top-p truncation
     max_staleness: int = 0               # 0 = synchronous; k = train on rollouts at most k versions old
     tis_cap: float = 2.0                 # truncated importance-sampling cap for off-policy rows
     dynamic_sampling: bool = False       # drop constant-reward groups, generate more until B informative ones
@@ -82,11 +82,15 @@ class AlgoConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     mini_batches: int = 1                # optimizer steps per rollout batch
-    micro_batch_size: int = 16           # rows per forward/backward
+    micro_batch_size: int = 16           # rows per forward/backward, at most: a micro-batch holds rows of one GRPO
+                                         # group (they share the prompt's forward), so above rollout.group_size it
+                                         # acts as group_size
 
 
 @dataclass
 class RewardConfig:
+    # The default grader is the zero-shot MiniLM cosine: topical, so it scores a refusal like a violation (a
+    # smoke test, not a reward); the demo preset and real runs set grader: trained (README "Rewards").
     grader: str = "similarity"           # registry: rule, similarity, trained
     model: str = "minilm"                # "minilm", "minilm-ecir" (built on first use) or an HF dir
     aggregator: str = "promedical"       # registry: promedical, no_veto, scalar, lexicographic, gdpo (README)
@@ -183,6 +187,8 @@ class RunConfig:
     eval_every: int = 0                  # evaluate on eval_prompts every N steps (0 = never)
     eval_prompts: str = ""               # held-out rubric JSONL (or builtin:NAME), graded by reward.grader
     max_bad_steps: int = 3               # stop after this many steps in a row with nothing finite to train on
+    loss_inputs_dir: str = ""            # each policy rank writes the per-token inputs of its loss there, one
+                                         # .npz a step (actors/loss_inputs.py; tests check the loss with them)
 
 
 def reward_shape(r: RewardConfig) -> RewardShape:
@@ -299,6 +305,10 @@ def algo_problems(cfg: Config) -> list[str]:
     if r.overlong == "soft" and not 0 < r.overlong_buffer <= r.max_new_tokens:
         out.append(f"rollout.overlong_buffer={r.overlong_buffer}: rollout.overlong=soft needs 0 < overlong_buffer "
                    f"<= rollout.max_new_tokens={r.max_new_tokens}")
+    if r.overlong == "soft" and cfg.reward.aggregator == "lexicographic":
+        out.append("rollout.overlong=soft with reward.aggregator=lexicographic: the length penalty would move "
+                   "responses across its violation ranks (a safe one below a vetoed one); use rollout.overlong=filter, "
+                   "or reward.aggregator=promedical (its penalty stays inside the veto bands)")
     return out
 
 
@@ -341,8 +351,12 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"rollout.max_staleness={cfg.rollout.max_staleness} must be >= 0")
     if cfg.run.max_bad_steps < 1:
         out.append(f"run.max_bad_steps={cfg.run.max_bad_steps}: must be >= 1 (bad steps in a row before the run stops)")
-    if not 0 < cfg.rollout.top_p <= 1:
-        out.append(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
+    if cfg.rollout.top_p != 1:
+        # vLLM's sampled logprobs are taken after top-p, the policy's over the full softmax: the ratio and
+        # the IS weights would compare different distributions (biased even on-policy)
+        out.append(f"rollout.top_p={cfg.rollout.top_p}: top-p sampling is not supported (the policy's logprobs "
+                   f"are over the full softmax, so the IS weights would be biased); set rollout.top_p=1.0 and "
+                   f"use rollout.temperature to sharpen sampling")
     if cfg.algo.kl_coef < 0 or cfg.algo.clip_eps <= 0:
         out.append("algo.kl_coef must be >= 0 and algo.clip_eps > 0")
     if cfg.rollout.prompts_per_step % cfg.algo.mini_batches:

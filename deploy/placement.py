@@ -132,9 +132,9 @@ def placement_problems(placement: Any, generator_replicas: int) -> list[str]:
         if res.num_cpus <= 0 and res.num_gpus <= 0:
             out.append(f"{key}: give num_cpus or num_gpus > 0 (an empty bundle cannot be reserved)")
     gen = role_resources(placement, "generator").replicas
-    if gen not in (1, generator_replicas):
-        out.append(f"placement.roles.generator.replicas={gen} differs from generator.replicas="
-                   f"{generator_replicas}; set generator.replicas only")
+    if gen != 1:      # one key for the generator count: generator.replicas
+        out.append(f"placement.roles.generator.replicas={gen}: the generator count is generator.replicas; "
+                   f"set generator.replicas={gen} and leave placement.roles.generator.replicas out")
     if placement.strategy == "mapping":
         missing = [r for r in ROLES if not placement.groups.get(r)]
         if missing:

@@ -65,6 +65,7 @@ def _cli(*args, cwd=None):
     (["--config", "nope"], "unknown preset 'nope'"),
     (["--config", "tiny", "--set", "rollout.bogus=1"], "unknown config key rollout.bogus"),
     (["--config", "tiny", "--set", "rollout.steps=1.5"], "rollout.steps=1.5 must be an integer"),
+    (["--config", "tiny", "--set", "rollout.top_p=0.9"], "rollout.top_p=0.9: top-p sampling is not supported"),
 ])
 def test_cli_bad_input_exits_2_before_any_actor(tmp_path, args, fragment):
     run_dir = tmp_path / "run"
