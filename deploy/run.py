@@ -80,7 +80,8 @@ def _settings(cfg: Config):
                         group_size=cfg.rollout.group_size, max_staleness=cfg.rollout.max_staleness,
                         advantage=cfg.algo.advantage, std=cfg.algo.std, dynamic_sampling=cfg.rollout.dynamic_sampling,
                         max_sampling_rounds=cfg.rollout.max_sampling_rounds, overlong=cfg.rollout.overlong,
-                        max_new_tokens=cfg.rollout.max_new_tokens, overlong_buffer=cfg.rollout.overlong_buffer)
+                        max_new_tokens=cfg.rollout.max_new_tokens, overlong_buffer=cfg.rollout.overlong_buffer,
+                        veto_lam=cfg.reward.lam if cfg.reward.aggregator == "promedical" else None)
 
 
 def _resume_point(run, checkpoints):

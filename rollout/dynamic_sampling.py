@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from promedical.actors.interfaces import Columns, GeneratorGroup, Rollouts, ScoringPool
 from promedical.rollout.prompts import PromptSource, requests_of
-from promedical.rollout.sampling import choose_groups, informative_groups, soft_overlong_penalty
+from promedical.rollout.sampling import choose_groups, informative_groups, soft_overlong_penalty, veto_banded
 
 
 @dataclass
@@ -29,10 +29,12 @@ class Scoring:
 
 
 def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong: str, max_new_tokens: int,
-                   buffer: int) -> tuple[np.ndarray, dict[str, float]]:
+                   buffer: int, veto_lam: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """(N,) rewards the advantage sees (the soft overlong penalty added when on) and the overlong metrics.
 
     The stored reward column stays as scored; the penalty is logged as overlong_penalty_mean. With
+    `veto_lam` (the promedical reward's lam) the penalty stays inside each response's veto band
+    (rollout/sampling.py veto_banded), so a safe response is never shaped below a vetoed one. With
     `filter` the rewards are unchanged (the policy masks the cut rows) and the masked share is logged.
     """
     reward = rewards.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -43,8 +45,10 @@ def shaped_rewards(rewards: pa.RecordBatch, summary: pa.RecordBatch, *, overlong
         return reward, {}
     lengths = summary.column("response_length").to_numpy(zero_copy_only=False)
     penalty = soft_overlong_penalty(lengths, max_new_tokens=max_new_tokens, buffer=buffer)
-    return reward + penalty, {"overlong_penalty_mean": float(penalty.mean()),
-                              "overlong_penalised_fraction": float(np.mean(penalty < 0))}
+    shaped = reward + penalty if veto_lam is None else veto_banded(
+        reward, penalty, rewards.column("s3").to_numpy(zero_copy_only=False), veto_lam)
+    return shaped, {"overlong_penalty_mean": float(penalty.mean()),
+                    "overlong_penalised_fraction": float(np.mean(penalty < 0))}
 
 
 def _concat(parts: list[Columns]) -> Columns:

@@ -52,6 +52,7 @@ class LoopSettings:
     overlong: str = "none"               # soft: DAPO's length penalty added to the rewards the advantage sees
     max_new_tokens: int = 0
     overlong_buffer: int = 0
+    veto_lam: float | None = None        # soft shaping kept inside the veto bands (reward.aggregator=promedical)
 
 
 @dataclass
@@ -87,7 +88,8 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
 
     def shape(s: Scoring) -> tuple[np.ndarray, dict[str, float]]:
         return shaped_rewards(s.rewards, s.rollouts.summary, overlong=settings.overlong,
-                              max_new_tokens=settings.max_new_tokens, buffer=settings.overlong_buffer)
+                              max_new_tokens=settings.max_new_tokens, buffer=settings.overlong_buffer,
+                              veto_lam=settings.veto_lam)
     if settings.dynamic_sampling:
         scoring, shaping = sample_informative(scoring, wanted=settings.prompts_per_step,
                                               max_rounds=settings.max_sampling_rounds, group_size=settings.group_size,
@@ -110,8 +112,9 @@ def score_and_train(roles: Roles, flight: InFlight, settings: LoopSettings, vers
     train = roles.policy.train_step(batch, version)
     train.update(step_health(loss_mask, train).metrics())
     phases = {"generate": float(np.max(summary.column("generate_seconds").to_numpy(zero_copy_only=False))),
-              "score": float(rewards.column("score_seconds")[0].as_py()),
-              "reference": float(ref_small.column("reference_seconds")[0].as_py()),
+              # every row carries its replica's call time: the slowest replica is the phase's time
+              "score": float(np.max(rewards.column("score_seconds").to_numpy(zero_copy_only=False))),
+              "reference": float(np.max(ref_small.column("reference_seconds").to_numpy(zero_copy_only=False))),
               "train": train.pop("train_seconds")}
     view = merge_columns(summary, rewards, training)
     return batch, {"train": train, "phases": phases, "view": view, "driver_bytes": fetched,

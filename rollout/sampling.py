@@ -56,3 +56,17 @@ def soft_overlong_penalty(lengths: np.ndarray, *, max_new_tokens: int, buffer: i
     start = max_new_tokens - buffer
     penalty = np.minimum(0.0, (start - lengths) / buffer)
     return np.where(lengths > max_new_tokens, -1.0, penalty)
+
+
+def veto_banded(reward: np.ndarray, penalty: np.ndarray, s3: np.ndarray, lam: float) -> np.ndarray:
+    """A penalty (<= 0) added to the promedical reward inside the response's veto band.
+
+    reward = clip(S1 + a*S2, 0, 1+b) - lam*S3, so reward + lam*S3 is the response's safe part, in
+    [0, 1+b]. The penalty lowers the safe part, not below 0, and the veto applies after it:
+    max(reward + lam*S3 + penalty, 0) - lam*S3. A response with k violated vetoes then stays in
+    [-lam*k, 1+b - lam*k], as without shaping, so with lam > 1+b one with fewer violations still ranks
+    strictly above one with more (a safe response above every vetoed one). The price: a safe response
+    whose safe part is already 0 gets no length penalty.
+    """
+    s3 = np.asarray(s3, dtype=np.float64)
+    return np.maximum(np.asarray(reward, dtype=np.float64) + lam * s3 + penalty, 0.0) - lam * s3

@@ -77,7 +77,8 @@ class FakeReward:
         reward = np.where(groups % 2 == 0, lengths / 10.0, 0.5)
         cols = dict(criterion_ids=[["c"]] * n, criterion_tiers=[["proficiency"]] * n, criterion_scores=[[0.0]] * n,
                     criterion_errors=[None] * n,
-                    s1=reward, s2=[0.0] * n, s3=[0.0] * n, reward=reward, score_seconds=[0.02] * n)
+                    s1=reward, s2=[0.0] * n, s3=[0.0] * n, reward=reward,
+                    score_seconds=0.02 + 0.01 * (groups % 2))      # odd groups' replica is the slower one
         return Done(columns_batch(REWARD_FIELDS, cols))
 
 
@@ -85,7 +86,7 @@ class FakeReference:
     def logprobs(self, rollouts: Rollouts) -> Done:
         b = rollouts.summary
         return Done(columns_batch(REFERENCE_FIELDS, {"ref_logprobs": b.column("behaviour_logprobs").to_pylist(),
-                                                     "reference_seconds": [0.03] * b.num_rows}))
+                                                     "reference_seconds": 0.03 + 0.01 * (np.arange(b.num_rows) > 0)}))
 
 
 class FakePolicy:
@@ -148,7 +149,9 @@ def test_the_loop_trains_each_group_once_within_the_staleness_bound(staleness):
                 assert abs(a.sum()) < 1e-5 and (np.diff(a) > 0).all()
         assert training.column("step").to_pylist() == [step] * 8
         assert m["zero_advantage_fraction"] == 0.5 and m["driver_bytes"] > 0
-        assert m["time_score"] == pytest.approx(0.02) and m["time_train"] == pytest.approx(0.04)
+        # phase times are the slowest replica's (rows carry their replica's seconds; row 0's is the fastest)
+        assert m["time_score"] == pytest.approx(0.03) and m["time_reference"] == pytest.approx(0.04)
+        assert m["time_train"] == pytest.approx(0.04)
 
 
 def test_async_launches_ahead_and_stops_at_the_step_count():
