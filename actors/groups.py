@@ -286,17 +286,15 @@ class PolicyGroup:
         return refs[0]
 
     def save(self, directory: str) -> None:
-        """Every rank writes its part of the checkpoint (ZeRO partitions) into `directory`."""
-        self.call_all("save", directory)
+        """Every rank writes its part of the checkpoint (ZeRO partitions) into `directory` (collective)."""
+        self._on_every_rank("save", [h.save.remote(directory) for h in self.handles])
 
     def restore(self, directory: str) -> list[int]:
-        """Every rank loads `directory`; the versions they restored, by rank."""
-        return self.call_all("restore", directory)
+        """Every rank loads `directory` (collective); the versions they restored, by rank."""
+        return self._on_every_rank("restore", [h.restore.remote(directory) for h in self.handles])
 
-    def call_all(self, method: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
-        """`method` on every rank (collective calls: save, restore); results by rank."""
-        refs = [(k, getattr(h, method).remote(*args)) for k, h in enumerate(self.handles)]
-        return gather(self.role, refs, timeout_s or self.timeout_s, method)
+    def _on_every_rank(self, what: str, refs: list[Any]) -> list[Any]:
+        return gather(self.role, list(enumerate(refs)), self.timeout_s, what)
 
 
 # what every rank reports alike (taken from rank 0); every other statistic is a rank's part of the
