@@ -7,6 +7,7 @@ HealthBench (`[{criterion, points, tags}]`, tags `axis:*`, `level:*`, `cluster:*
   Every original field is kept: `points:N` and all tags go into the criterion's tags, so nothing is lost.
 K-QA: Must_have statements -> proficiency (weight 1), Nice_to_have statements -> bonus.
 flat-points / flat-weighted: see reward/importers_flat.py.
+rar (Rubrics as Rewards) / rubrichub: their published Parquet or JSONL layouts, see reward/importers_rubricsets.py.
 """
 from __future__ import annotations
 
@@ -111,15 +112,23 @@ def _flat(kind: str) -> Callable[[list[Path]], list[RubricRecord]]:
     return run
 
 
+def _rubricset(name: str) -> Callable[[list[Path]], list[RubricRecord]]:
+    def run(paths: list[Path]) -> list[RubricRecord]:
+        from promedical.reward import importers_rubricsets
+        return getattr(importers_rubricsets, f"import_{name}")(paths)
+    return run
+
+
 IMPORTERS: dict[str, Callable[[list[Path]], list[RubricRecord]]] = {
     "healthbench": import_healthbench, "kqa": import_kqa,
-    "flat-points": _flat("points"), "flat-weighted": _flat("weighted")}
+    "flat-points": _flat("points"), "flat-weighted": _flat("weighted"),
+    "rar": _rubricset("rar"), "rubrichub": _rubricset("rubrichub")}
 
 
 def expand_inputs(path: Path) -> list[Path]:
-    """A file, or every .json/.jsonl file of a directory in name order."""
+    """A file, or every .json/.jsonl/.parquet file of a directory in name order."""
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+        return sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".parquet"))
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     return [path]
