@@ -118,9 +118,12 @@ class Generator:
         """Install policy weights `version` between requests; returns seconds.
 
         `named_tensors` is [(HF name, CPU tensor)] from the object store, or a payload of
-        actors/weight_sync.py (NCCL, CUDA IPC) that yields those pairs when the vLLM worker lists it.
+        actors/sync_collective.py or sync_ipc.py (collective, CUDA IPC) that yields those pairs when the vLLM worker lists it.
         """
         start = time.perf_counter()
+        sent = getattr(named_tensors, "version", version)   # a collective or CUDA-IPC payload names its version
+        if sent != version:
+            raise RuntimeError(f"generator replica {self.replica}: asked to load version {version}, given {sent}")
         self._wake()
         self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
         del named_tensors

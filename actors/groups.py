@@ -85,8 +85,13 @@ class Generated:
 
 @dataclass
 class GeneratorGroup:
-    """vLLM replicas sharing the prompt queue. With healing, a lost replica is replaced, given the
-    weights of the batch's version (kept by the object-store sync in `weights`) and asked again."""
+    """vLLM replicas sharing the prompt queue, and the weight versions they hold.
+
+    The group owns the versions under every sync method: `version` is the latest queued, `held[i]` the
+    one replica i was last confirmed to hold (`delivered`). With healing, a lost replica is replaced,
+    given the weights of the batch's version through the object store (an export kept in `weights`,
+    or one the sync method keeps, fetched by `source`) and asked again.
+    """
 
     handles: list[Any]
     timeout_s: float = 600.0
@@ -94,6 +99,12 @@ class GeneratorGroup:
     role: str = "generator"
     weights: dict[int, Any] = field(default_factory=dict)   # version -> exported weights ref (recent ones)
     version: int = 0                                         # latest version queued on the replicas
+    held: list[int] = field(default_factory=list)            # per replica: the version it last confirmed
+    source: Callable[[int], Any] | None = None               # version -> weights ref, when not in `weights`
+
+    def delivered(self, version: int) -> None:
+        """Every replica holds `version` (its sync finished, lost replicas given it)."""
+        self.held = [version] * len(self.handles)
 
     def generate(self, requests: list[PromptRequest], group_size: int) -> Generated:
         """Split the prompts over the replicas (contiguous shares, row order kept); returns at once."""
@@ -134,20 +145,26 @@ class GeneratorGroup:
         """Queue `version` on a (replaced) replica; version 0 is the weights every replica starts with."""
         if version == 0:
             return None
-        if version not in self.weights:
+        weights = self.weights.get(version)
+        if weights is None and self.source is not None:
+            weights = self.source(version)
+        if weights is None:
             raise RuntimeError(f"generator replica {replica}: weights of version {version} are no longer kept; "
                                f"the run resumes from its checkpoint instead")
-        return self.handles[replica].load_weights.remote(version, self.weights[version])
+        return self.handles[replica].load_weights.remote(version, weights)
 
     def heal_sync(self, replica: int, version: int, cause: str, since: float) -> float:
-        """A replica lost during a weight sync: replace it and load `version`; its seconds to load."""
+        """A replica lost (`cause` died or hung) during a weight sync: replace it and load `version`;
+        its seconds to load. With no cause (alive, its collective broke) it is only given `version`."""
         from promedical.actors.errors import ReplicaError
 
-        self.handles[replica] = self.healing.swap(self.role, replica, self.handles[replica],
-                                                  ReplicaError(self.role, replica, "lost in weight sync", cause))
+        if cause:
+            self.handles[replica] = self.healing.swap(self.role, replica, self.handles[replica],
+                                                      ReplicaError(self.role, replica, "lost in weight sync", cause))
         ref = self.load(replica, version)
         seconds = gather(self.role, [(replica, ref)], self.timeout_s, "load_weights")[0] if ref is not None else 0.0
-        self.healing.record(self.role, replica, cause, time.perf_counter() - since)
+        if cause:
+            self.healing.record(self.role, replica, cause, time.perf_counter() - since)
         return seconds
 
     def fetch(self, generated: Generated) -> pa.RecordBatch:

@@ -1,4 +1,4 @@
-"""Policy -> generator weight sync behind one versioned interface: object store, NCCL broadcast, CUDA IPC.
+"""Policy -> generator weight sync behind one versioned interface: object store, collective, CUDA IPC.
 
 Every method has the same two halves: `start(version)` queues version `version` on every generator
 (each applies it between requests, since a generator actor runs one call at a time) and returns a
@@ -6,26 +6,26 @@ Every method has the same two halves: `start(version)` queues version `version` 
 `timeout_s` with a `WeightSyncTimeout` naming the replicas that did not answer. It never hangs.
 
     object_store  policy exports CPU tensors once into Ray's object store; every generator reads them
-                  (CPU, or any placement; what the tiny and demo presets use)
-    nccl          split placement on GPU: policy (rank 0) broadcasts each tensor to the generators'
-                  vLLM workers (ranks 1..n) over a dedicated NCCL group; no host copy
-    cuda_ipc      colocated on GPU: policy shares CUDA IPC handles of its tensors; each generator on
-                  the same device maps them without a copy through the host
+    collective    policy rank 0 broadcasts bucketed weights to every generator's vLLM worker over its
+                  own torch.distributed group (actors/sync_collective.py): gloo on CPU, NCCL on GPU
+                  (`nccl` is its GPU name); ZeRO-3 partitions gathered one bucket at a time
+    cuda_ipc      colocated on GPU: policy shares CUDA IPC handles of a staging copy of its weights,
+                  so the next train step never writes what a generator reads (actors/sync_ipc.py)
 
-The GPU methods run their sender half inside the policy actor through Ray's `__ray_call__` and their
-receiver half inside the vLLM worker: the payload handed to `Generator.load_weights` is an iterable
-that yields (name, tensor) when the worker lists it. They import torch lazily, so this module imports
-on CPU; their tests carry the `gpu` marker. They assume one vLLM worker per generator (no tensor
-parallelism) and an unpartitioned policy (ZeRO stage < 3).
+The versions are the generator group's (actors/groups.py GeneratorGroup): `Syncer` records the version
+every method delivered, and a generator lost during a sync (or replaced since) is given its version
+through the object store (`GeneratorGroup.load`: an object-store export, or a version the policy
+keeps for the collective and CUDA-IPC methods); the collective group then meets again under a new name.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import ray
 
+from promedical.actors.sync_ipc import CudaIpcSync
 
 class WeightSyncError(RuntimeError):
     """A sync that cannot complete: a generator or the policy failed while loading a version."""
@@ -42,13 +42,14 @@ class PendingSync:
     version: int
     refs: list[ray.ObjectRef]
     method: str = "object_store"
-    sender: ray.ObjectRef | None = None   # the policy's half, for methods where it runs apart from the loads
+    senders: list[ray.ObjectRef] = field(default_factory=list)   # the policy's half, where it runs apart
     handles: list[Any] = field(default_factory=list)   # the generator actors the loads went to
     started_at: float = field(default_factory=time.perf_counter)
 
 
 class WeightSync(Protocol):
     method: str
+    generators: Any
 
     def start(self, version: int) -> PendingSync: ...
 
@@ -60,8 +61,7 @@ def wait(pending: PendingSync, timeout_s: float) -> float:
     `timeout_s`, and WeightSyncError when a replica or the policy failed.
     """
     named = {f"generator replica {i}": ref for i, ref in enumerate(pending.refs)}
-    if pending.sender is not None:
-        named["policy (sender)"] = pending.sender
+    named.update({f"policy rank {k} (sender)": ref for k, ref in enumerate(pending.senders)})
     if not named:
         return 0.0
     refs = list(named.values())
@@ -82,7 +82,7 @@ def wait(pending: PendingSync, timeout_s: float) -> float:
             text = str(exc).strip()
             raise WeightSyncError(f"{pending.method} weight sync to version {pending.version} failed on "
                                   f"{name}: {text.splitlines()[-1] if text else type(exc).__name__}") from exc
-        if ref is not pending.sender:
+        if ref not in pending.senders:
             seconds.append(float(value))
     return max(seconds)
 
@@ -97,26 +97,48 @@ def _cancel(ref: ray.ObjectRef) -> None:
 
 @dataclass
 class Syncer:
-    """The loop's side of a weight sync: one method, one timeout (`generator.sync_timeout_s`)."""
+    """The loop's side of a weight sync: one method, one timeout (`generator.sync_timeout_s`).
+
+    Under every method, a generator that died or hung during a sync is replaced and given the version
+    (when its group heals); a generator whose collective broke because another member was lost is given
+    it too. `grace_s`: after a failed collective sync, how long members blocked on a lost peer have to
+    fail on their own before they count as hung.
+    """
 
     method: WeightSync
     timeout_s: float
+    grace_s: float = 30.0
 
     def start(self, version: int) -> PendingSync:
-        return self.method.start(version)
+        pending = self.method.start(version)
+        self.method.generators.version = version      # the latest version queued on the replicas
+        return pending
 
     def wait(self, pending: PendingSync) -> float:
-        """The slowest load's seconds. On the object-store path a generator that died or hung during the
-        sync is replaced and given the version (when its group heals); any other failure raises."""
+        """The slowest load's seconds; afterwards every replica holds `pending.version`."""
+        generators = self.method.generators
         try:
-            return wait(pending, self.timeout_s)
+            seconds = wait(pending, self.timeout_s)
         except WeightSyncError:
-            generators = self.method.generators
-            if self.method.method != "object_store" or getattr(generators, "healing", None) is None:
+            if getattr(generators, "healing", None) is None:
                 raise
-        return self._heal(pending, generators)
+            seconds = self._heal(pending, generators)
+            getattr(self.method, "reform", lambda: None)()
+        generators.delivered(pending.version)
+        return seconds
 
     def _heal(self, pending: PendingSync, generators: Any) -> float:
+        if pending.senders:   # the policy's half must end first: the version it keeps is what a generator gets
+            every = pending.refs + pending.senders
+            ray.wait(every, num_returns=len(every), timeout=self.grace_s)
+            for k, ref in enumerate(pending.senders):
+                try:
+                    ray.get(ref, timeout=0)
+                except ray.exceptions.RayTaskError:
+                    pass      # its broadcast broke when a generator was lost; the version was kept
+                except ray.exceptions.RayError as exc:
+                    raise WeightSyncError(f"{pending.method} weight sync to version {pending.version}: policy rank "
+                                          f"{k} was lost or did not answer ({type(exc).__name__})") from exc
         seconds = [0.0]
         for i, ref in enumerate(pending.refs):
             ready, _ = ray.wait([ref], timeout=0)
@@ -127,6 +149,10 @@ class Syncer:
                     continue
                 except (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError):
                     cause = "died"
+                except ray.exceptions.RayTaskError:
+                    if not pending.senders:
+                        raise         # the load itself failed
+                    cause = ""        # alive: its group broke when another member was lost
             if generators.handles[i] is not pending.handles[i]:
                 continue            # replaced since (by a generate call), and given the latest weights then
             seconds.append(generators.heal_sync(i, pending.version, cause, pending.started_at))
@@ -158,170 +184,84 @@ class ObjectStoreSync:
                            handles=handles)
 
 
-# ----------------------------------------------------------------------------- GPU: shared sender side
-
-
-def _policy_tensors(policy: Any) -> list[tuple[str, Any]]:
-    """(HF name, device tensor) of a live Policy actor instance, without copies."""
-    module = policy.engine.module
-    return [(k, v.detach()) for k, v in module.state_dict().items()]
-
-
-def _tensor_metas(policy: Any) -> list[tuple[str, tuple[int, ...], str]]:
-    return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in _policy_tensors(policy)]
-
-
-# ----------------------------------------------------------------------------- GPU: NCCL broadcast
-
-
-@dataclass(frozen=True)
-class NcclGroup:
-    """Rendezvous of the weight-sync NCCL group: policy is rank 0, generator replica i is rank i + 1."""
-
-    host: str
-    port: int
-    world_size: int
-    name: str = "promedical-weights"
-
-
-_GROUPS: dict[str, Any] = {}   # per process: the group's NCCL communicator, made on first use
-
-
-def _nccl_group(spec: NcclGroup, rank: int) -> Any:
-    import torch
-    import torch.distributed as dist
-
-    if spec.name not in _GROUPS:
-        store = dist.TCPStore(spec.host, spec.port, spec.world_size, is_master=rank == 0)
-        _GROUPS[spec.name] = dist.ProcessGroupNCCL(dist.PrefixStore(spec.name, store), rank, spec.world_size)
-        torch.cuda.synchronize()
-    return _GROUPS[spec.name]
-
-
-def _nccl_send(policy: Any, spec: NcclGroup) -> int:
-    """Inside the policy actor: broadcast every tensor from rank 0, in `_tensor_metas` order."""
-    group = _nccl_group(spec, 0)
-    tensors = _policy_tensors(policy)
-    for _, tensor in tensors:
-        group.broadcast([tensor.contiguous()], 0).wait()
-    return len(tensors)
-
-
-@dataclass(frozen=True)
-class NcclPayload:
-    """What a generator's vLLM worker iterates to receive one version over NCCL."""
-
-    spec: NcclGroup
-    rank: int
-    metas: tuple[tuple[str, tuple[int, ...], str], ...]
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        import torch
-
-        group = _nccl_group(self.spec, self.rank)
-        for name, shape, dtype in self.metas:
-            buffer = torch.empty(shape, dtype=getattr(torch, dtype), device="cuda")
-            group.broadcast([buffer], 0).wait()
-            yield name, buffer
+# ----------------------------------------------------------------------------- collective (gloo / NCCL)
 
 
 @dataclass
-class NcclBroadcastSync:
-    """Split placement on GPU: one NCCL broadcast per tensor from the policy to every generator."""
-
-    policy: Any          # PolicyGroup; rank 0 sends
-    generators: Any      # GeneratorGroup
-    spec: NcclGroup
-    metas_timeout_s: float = 60.0
-    method: str = "nccl"
-    _metas: tuple = ()
-
-    def start(self, version: int) -> PendingSync:
-        sender = self.policy.handles[0]
-        if not self._metas:   # shapes never change within a run: ask once
-            self._metas = tuple(ray.get(sender.__ray_call__.remote(_tensor_metas), timeout=self.metas_timeout_s))
-        sent = sender.__ray_call__.remote(_nccl_send, self.spec)
-        loads = [g.load_weights.remote(version, NcclPayload(self.spec, i + 1, self._metas))
-                 for i, g in enumerate(self.generators.handles)]
-        return PendingSync(version, loads, self.method, sender=sent)
-
-
-# ----------------------------------------------------------------------------- GPU: CUDA IPC
-
-_IPC_KEEPALIVE: list[Any] = []   # in the policy process: tensors whose handles are out, kept one version
-
-
-def _device_uuid(index: int) -> str:
-    import torch
-    return str(torch.cuda.get_device_properties(index).uuid)
-
-
-def _ipc_share(policy: Any) -> "IpcPayload":
-    """Inside the policy actor: CUDA IPC handles of every tensor, keyed by physical device uuid."""
-    from torch.multiprocessing.reductions import reduce_tensor
-
-    tensors = [(k, v.contiguous()) for k, v in _policy_tensors(policy)]
-    _IPC_KEEPALIVE[:] = tensors
-    device = tensors[0][1].device.index if tensors else 0
-    return IpcPayload(_device_uuid(device), tuple((k, reduce_tensor(v)) for k, v in tensors))
-
-
-@dataclass(frozen=True)
-class IpcPayload:
-    """What a colocated generator's vLLM worker iterates to map one version's tensors in place."""
-
-    device_uuid: str
-    handles: tuple[tuple[str, Any], ...]   # (name, (rebuild_fn, args)) from torch's reduce_tensor
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        import torch
-
-        here = torch.cuda.current_device()
-        if _device_uuid(here) != self.device_uuid:
-            raise WeightSyncError(f"cuda_ipc sync: policy tensors live on GPU {self.device_uuid} but this "
-                                  f"generator runs on {_device_uuid(here)}; use placement.weight_sync=nccl "
-                                  f"unless policy and generator are colocated")
-        for name, (rebuild, args) in self.handles:
-            args = list(args)
-            args[6] = here   # device index as this process numbers the same physical GPU
-            yield name, rebuild(*args)
-
-
-@dataclass
-class CudaIpcSync:
-    """Colocated on GPU: generators map the policy's tensors through CUDA IPC handles, no host copy.
-
-    Generator i maps the tensors of policy rank i mod N, the rank that shares its bundle (and GPU)
-    when both roles have N replicas colocated; a device mismatch fails with a clear error.
+class CollectiveSync:
+    """Policy rank 0 broadcasts bucketed weights to every generator's vLLM worker over one group
+    (actors/sync_collective.py): gloo on CPU, NCCL on GPU, the same code. Under ZeRO-3 every rank joins
+    each bucket's gather. Nothing passes through the object store, except a kept version handed to a
+    replaced generator; a changed membership (a replaced generator) meets under a new group name.
     """
 
-    policy: Any          # PolicyGroup
-    generators: Any      # GeneratorGroup
-    method: str = "cuda_ipc"
+    policy: Any              # PolicyGroup; rank 0 sends
+    generators: Any          # GeneratorGroup
+    rendezvous: Any          # sync_collective.Rendezvous of epoch 0 (world size 1 + generators)
+    bucket_bytes: int = 64 * 2**20
+    dtype: str = "float32"   # what travels: the generators' dtype
+    keep_versions: int = 0   # versions rank 0 keeps in host memory for replaced generators (0: none)
+    metas_timeout_s: float = 60.0
+    method: str = "collective"
+    _plan: Any = None
+    _members: list = field(default_factory=list)
+    _epoch: int = 0
 
     def start(self, version: int) -> PendingSync:
+        from dataclasses import replace
+
+        from promedical.actors.sync_collective import CollectivePayload, plan_buckets, policy_send, weight_metas
+
         ranks = self.policy.handles
-        payloads = [h.__ray_call__.remote(_ipc_share) for h in ranks]
-        return PendingSync(version, [g.load_weights.remote(version, payloads[i % len(ranks)])
-                                     for i, g in enumerate(self.generators.handles)], self.method)
+        if self._plan is None:   # shapes never change within a run: ask once
+            metas = ray.get(ranks[0].__ray_call__.remote(weight_metas), timeout=self.metas_timeout_s)
+            self._plan = plan_buckets(metas, self.bucket_bytes, self.dtype)
+        handles = list(self.generators.handles)
+        if handles != self._members:            # first sync, or a generator replaced: a fresh rendezvous
+            self._epoch += bool(self._members)
+            self._members = handles
+        base = self.rendezvous.name.rpartition("-e")[0]
+        spec = replace(self.rendezvous, name=f"{base}-e{self._epoch}")
+        senders = [h.__ray_call__.remote(policy_send, spec if k == 0 else None, self._plan, version,
+                                         self.keep_versions)
+                   for k, h in enumerate(ranks if self.policy.zero_stage == 3 else ranks[:1])]
+        loads = [g.load_weights.remote(version, CollectivePayload(spec, i + 1, self._plan, version))
+                 for i, g in enumerate(handles)]
+        return PendingSync(version, loads, self.method, senders=senders, handles=handles)
+
+    def reform(self) -> None:
+        """After a failed sync: the next one meets under a new group name, whoever the members are."""
+        self._members = []
+        self._epoch += 1
+
+    def kept(self, version: int) -> Any:
+        """Ref of a version rank 0 keeps, as [(name, CPU tensor)] through the object store."""
+        from promedical.actors.sync_collective import policy_snapshot
+        return self.policy.handles[0].__ray_call__.remote(policy_snapshot, version)
+
+    @property
+    def object_store_bytes(self) -> int:
+        """Bytes a sync puts through the object store: none (the payload is a few kB, sent inline)."""
+        return 0
 
 
-SYNC_METHODS = {"object_store": ObjectStoreSync, "nccl": NcclBroadcastSync, "cuda_ipc": CudaIpcSync}
+SYNC_METHODS = {"object_store": ObjectStoreSync, "collective": CollectiveSync, "nccl": CollectiveSync,
+                "cuda_ipc": CudaIpcSync}
 
 
 def choose_method(requested: str, *, cuda: bool, generator_shares_policy_gpu: bool, zero_stage: int = 0,
-                  generators_share_gpus: bool = False) -> str:
-    """`placement.weight_sync`; auto picks by device and placement:
+                  generators_share_gpus: bool = False, tensor_parallel_size: int = 1, adapters: bool = False) -> str:
+    """`placement.weight_sync`; auto picks by device and placement (deploy/sync_plan.py gives the facts):
 
-        object_store  on CPU; under ZeRO-3 (only it gathers the partitions); when generators share GPUs
-                      (one NCCL group cannot hold two ranks on one GPU)
-        cuda_ipc      each generator on its policy rank's GPU (colocated, one GPU per bundle)
-        nccl          otherwise
+        object_store  on CPU (measured faster there than gloo: benchmarks/bench_weight_sync.py, README);
+                      LoRA adapters; tensor-parallel generators; when two NCCL ranks could share a GPU
+        cuda_ipc      each generator on its policy rank's GPU (colocated, one GPU per bundle), ZeRO < 3
+        collective    on GPUs otherwise: split placement, and ZeRO-3 (each bucket gathered, then broadcast)
     """
     if requested != "auto":
         return requested
-    if not cuda or zero_stage == 3:
+    if adapters or tensor_parallel_size > 1 or not cuda:
         return "object_store"
     if generator_shares_policy_gpu:
-        return "cuda_ipc"
-    return "object_store" if generators_share_gpus else "nccl"
+        return "cuda_ipc" if zero_stage < 3 else "object_store"
+    return "object_store" if generators_share_gpus else "collective"

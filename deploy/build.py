@@ -204,25 +204,32 @@ def _healing(cfg: Config, plan, classes, pgs):
 
 
 def weight_syncer(cfg: Config, plan, pgs, policy, generators):
-    """The weight-sync method `placement.weight_sync` names (auto: by device and placement), timed out."""
-    import torch
+    """The weight-sync method `placement.weight_sync` names (auto: by placement, deploy/sync_plan.py), timed out.
 
-    from promedical.actors.weight_sync import NcclBroadcastSync, NcclGroup, SYNC_METHODS, Syncer, choose_method
+    The generator group owns the versions: a replaced generator gets a version from `generators.weights`
+    (object store exports) or from `generators.source` (a version the policy keeps, for the others).
+    """
+    from promedical.actors.sync_collective import Rendezvous
+    from promedical.actors.weight_sync import SYNC_METHODS, CollectiveSync, Syncer
     from promedical.deploy.placement_ray import bundle_address
+    from promedical.deploy.sync_plan import choose, sync_layout
 
-    slot = {(s.role, s.replica): s for s in plan.slots}
-    policy_slot, generator_slot = slot[("policy", 0)], slot[("generator", 0)]
-    bundle_gpus = sum(s.resources.gpus for s in plan.slots
-                      if s.group == policy_slot.group and s.bundle == policy_slot.bundle)
-    same_gpu = policy_slot.group == generator_slot.group and 0 < bundle_gpus <= 1   # one GPU, both on it
-    method = choose_method(cfg.placement.weight_sync, cuda=torch.cuda.is_available(),
-                           generator_shares_policy_gpu=same_gpu, zero_stage=cfg.trainer.zero_stage,
-                           generators_share_gpus=0 < generator_slot.resources.gpus < 1)
-    if method == "nccl":
-        host, port = bundle_address(pgs, slot[("policy", 0)])
-        impl = NcclBroadcastSync(policy, generators, NcclGroup(host, port, 1 + len(generators.handles)))
+    method = choose(cfg.placement, cfg.generator.replicas, zero_stage=cfg.trainer.zero_stage,
+                    tensor_parallel_size=cfg.generator.tensor_parallel_size, adapters=cfg.model.lora.rank > 0)
+    keep = cfg.rollout.max_staleness + 2 if cfg.fault.heal else 0   # versions a replaced generator may need
+    if method in ("collective", "nccl"):
+        host, port = bundle_address(pgs, next(s for s in plan.slots if s.role == "policy" and s.replica == 0))
+        nccl = method == "nccl" or sync_layout(cfg.placement, cfg.generator.replicas).gpus
+        spec = Rendezvous(host, port, 1 + len(generators.handles), backend="nccl" if nccl else "gloo",
+                          timeout_s=cfg.generator.sync_timeout_s)
+        impl = CollectiveSync(policy, generators, spec, bucket_bytes=int(cfg.placement.weight_sync_bucket_mb * 2**20),
+                              dtype=policy_kwargs(cfg, "")["export_dtype"], keep_versions=keep, method=method)
     else:
         impl = SYNC_METHODS[method](policy=policy, generators=generators)
         if method == "object_store":   # exports kept for replacing a generator mid-batch
             impl.keep_versions = cfg.rollout.max_staleness + 2
+        else:
+            impl.keep_versions = keep
+    if hasattr(impl, "kept"):
+        generators.source = impl.kept
     return Syncer(impl, cfg.generator.sync_timeout_s)

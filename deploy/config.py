@@ -158,7 +158,9 @@ class PlacementConfig:
         role: RoleResources() for role in ("policy", "reference", "reward", "generator")})
     bundle_strategy: str = "PACK"        # Ray placement-group strategy per group: PACK, SPREAD, STRICT_*
     timeout_s: float = 120.0             # placement groups not ready by then fail with asked vs available
-    weight_sync: str = "auto"            # registry: auto, object_store, nccl, cuda_ipc (see actors/weight_sync.py)
+    weight_sync: str = "auto"            # registry: auto, object_store, collective (nccl: its GPU name), cuda_ipc
+                                         # (see actors/weight_sync.py)
+    weight_sync_bucket_mb: float = 64.0  # collective: MiB per broadcast bucket (and per ZeRO-3 gather)
 
 
 DEFAULT_TIMEOUTS_S = {"generator": 600.0, "reward": 600.0, "reference": 600.0, "policy": 1800.0}
@@ -238,10 +240,6 @@ def _scale_problems(cfg: Config) -> list[str]:
     elif tp > max(1, int(gpus)):
         out.append(f"generator.tensor_parallel_size={tp} needs {tp} GPUs per generator replica but "
                    f"placement.roles.generator.num_gpus={gpus:g}; set num_gpus={tp} or tensor_parallel_size=1")
-    if cfg.trainer.zero_stage == 3 and cfg.placement.weight_sync in ("nccl", "cuda_ipc"):
-        out.append(f"placement.weight_sync={cfg.placement.weight_sync} sends each policy rank's own tensors, "
-                   f"which under trainer.zero_stage=3 are partitions; use placement.weight_sync=object_store "
-                   f"or auto (both gather ZeRO-3 partitions), or trainer.zero_stage<=2")
     return out
 
 
@@ -334,6 +332,7 @@ def problems(cfg: Config) -> list[str]:
     from promedical.reward_model.graders import GRADERS
     from promedical.rollout.registry import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGREGATIONS
     from promedical.deploy.placement import STRATEGIES, placement_problems
+    from promedical.deploy.sync_plan import weight_sync_problems
 
     out = _positive(cfg) + _fault_problems(cfg.fault)
     if cfg.rollout.group_size < 2 and cfg.rollout.dynamic_sampling:
@@ -388,6 +387,8 @@ def problems(cfg: Config) -> list[str]:
     from promedical.deploy.sinks import SINKS
     out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
     out += _scale_problems(cfg) + lora_problems(cfg)
+    out += weight_sync_problems(cfg.placement, cfg.generator.replicas, zero_stage=cfg.trainer.zero_stage,
+                                tensor_parallel_size=cfg.generator.tensor_parallel_size)
     return out + placement_problems(cfg.placement, cfg.generator.replicas)
 
 

@@ -19,7 +19,7 @@ from promedical.errors import UserError
 
 ROLES = ("policy", "reference", "reward", "generator")
 BUNDLE_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-WEIGHT_SYNC_METHODS = ("auto", "object_store", "nccl", "cuda_ipc")
+WEIGHT_SYNC_METHODS = ("auto", "object_store", "collective", "nccl", "cuda_ipc")   # deploy/sync_plan.py checks them
 GIB = 2**30
 
 

@@ -117,12 +117,45 @@ def test_a_failing_load_names_the_replica_and_the_cause(ray_up):
 
 @pytest.mark.parametrize("requested, cuda, shared, zero, packed, method", [
     ("auto", False, True, 0, False, "object_store"), ("auto", True, True, 0, False, "cuda_ipc"),
-    ("auto", True, False, 0, False, "nccl"), ("nccl", True, True, 0, False, "nccl"),
+    ("auto", True, False, 0, False, "collective"), ("nccl", True, True, 0, False, "nccl"),
     ("object_store", True, False, 0, False, "object_store"),
-    ("auto", True, True, 3, False, "object_store"),       # only the object store gathers ZeRO-3 partitions
-    ("auto", True, False, 0, True, "object_store"),       # two generators on one GPU cannot share an NCCL group
+    ("auto", True, False, 3, False, "collective"),       # ZeRO-3 on separate GPUs: gathered bucket by bucket
+    ("auto", True, True, 3, False, "object_store"),      # ZeRO-3 on the policy's GPU: no IPC of partitions
+    ("auto", True, False, 0, True, "object_store"),      # two NCCL ranks could share a GPU
 ])
 def test_auto_picks_the_method_from_device_and_placement(requested, cuda, shared, zero, packed, method):
     assert choose_method(requested, cuda=cuda, generator_shares_policy_gpu=shared, zero_stage=zero,
                          generators_share_gpus=packed) == method
     assert method in weight_sync.SYNC_METHODS
+
+
+def test_auto_keeps_the_object_store_for_adapters_and_tensor_parallel_generators():
+    assert choose_method("auto", cuda=True, generator_shares_policy_gpu=False, adapters=True) == "object_store"
+    assert choose_method("auto", cuda=True, generator_shares_policy_gpu=True, tensor_parallel_size=2) == "object_store"
+
+
+def test_buckets_hold_whole_tensors_in_order_and_respect_the_size():
+    from promedical.actors.sync_collective import plan_buckets
+
+    metas = [("a", (4, 4)), ("b", (8,)), ("c", (100,)), ("d", (2,)), ("e", (3, 3))]
+    plan = plan_buckets(metas, bucket_bytes=96, dtype="float32")           # 24 floats per bucket
+    assert [b.indices for b in plan.buckets] == [(0, 1), (2,), (3, 4)]   # 16+8 fit; + 100 does not
+    assert [n for b in plan.buckets for n, _ in b.entries] == ["a", "b", "c", "d", "e"]
+    assert plan.buckets[1].numel == 100                                     # a larger tensor goes alone
+    assert plan.nbytes == 4 * (16 + 8 + 100 + 2 + 9)
+    assert len(plan_buckets(metas, bucket_bytes=2**20, dtype="bfloat16").buckets) == 1
+    with pytest.raises(ValueError, match="bucket_bytes=0"):
+        plan_buckets(metas, bucket_bytes=0, dtype="float32")
+
+
+def test_pack_and_unpack_round_trip_in_the_travel_dtype():
+    import torch
+    from promedical.actors.sync_collective import pack, plan_buckets, unpack
+
+    tensors = [torch.randn(3, 5), torch.randn(7)]
+    plan = plan_buckets([("x", (3, 5)), ("y", (7,))], bucket_bytes=2**20, dtype="bfloat16")
+    flat = pack(tensors, torch.bfloat16, "cpu")
+    assert flat.dtype == torch.bfloat16 and flat.numel() == 22
+    (nx, x), (ny, y) = unpack(flat, plan.buckets[0])
+    assert (nx, ny) == ("x", "y") and x.shape == (3, 5)
+    assert torch.equal(y, tensors[1].to(torch.bfloat16))
