@@ -183,6 +183,13 @@ def test_every_room_has_a_rank():
     assert set(RANKS) == on_disk, "docs/ARCHITECTURE.md's rooms differ from the folders"
 
 
+def test_the_readme_tour_names_every_room():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme.split("## Architecture tour", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^(\w+)(?:/|\.py) ", tour, re.MULTILINE))
+    assert listed == set(RANKS), f"README's architecture tour lists {sorted(listed)}; the rooms are {sorted(RANKS)}"
+
+
 def test_no_import_points_up():
     modules = source_files()
     every, _ = imports(modules)
