@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from promedical.errors import UserError
@@ -26,7 +25,7 @@ def judge_problems(cfg: Any) -> list[str]:
         if not r.model or r.model in SCORER_MODELS:
             out.append(f"reward.model={r.model!r}: with reward.judge_url, reward.model is the model name the "
                        f"endpoint serves; set --set reward.model=NAME (vLLM serve: its --served-model-name)")
-    elif not (r.model in LOCAL_JUDGES or Path(r.model).expanduser().is_dir()):
+    elif not r.model or r.model in SCORER_MODELS:     # another name: resolved (or refused) before actors start
         out.append(f"reward.grader=judge with reward.model={r.model!r}: no judge to run; set reward.model="
                    f"{'|'.join(LOCAL_JUDGES)}|DIR (local vLLM judge replicas) or reward.judge_url=URL (a served judge)")
     try:
@@ -70,7 +69,10 @@ def judge_model(cfg: Any) -> str | None:
         check_reachable(cfg.reward.judge_url)
         return None
     from promedical.actors.models import resolve_model
-    return resolve_model(cfg.reward.model)
+    try:
+        return resolve_model(cfg.reward.model)
+    except UserError as exc:
+        raise UserError(f"reward.model (the judge): {exc}") from None
 
 
 def judge_kwargs(cfg: Any, model_path: str | None) -> dict[str, Any]:

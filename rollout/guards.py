@@ -98,6 +98,9 @@ class BadSteps:
 def describe(metrics: dict[str, Any]) -> str:
     """What the guards caught in one step, from its metrics, in a few words."""
     count = lambda key: int(metrics.get(key, 0))  # noqa: E731
+    judge = {k[len("judge_invalid_"):]: count(k) for k in sorted(metrics) if k.startswith("judge_invalid_")}
+    invalid = (f", {count('judge_invalid')} of {count('judge_verdicts')} judge verdicts invalid ("
+               + ", ".join(f"{k}={v}" for k, v in judge.items()) + ")") if judge else ""
     return (f"{count('masked_rows')} rows masked ({count('nonfinite_reward_rows')} non-finite rewards, "
             f"{count('nonfinite_logprob_rows')} non-finite logprobs), "
-            f"{count('skipped_microbatches')} micro-batches skipped for a non-finite loss")
+            f"{count('skipped_microbatches')} micro-batches skipped for a non-finite loss{invalid}")

@@ -192,3 +192,35 @@ def test_an_invalid_veto_verdict_makes_the_reward_nan_not_zero():
     reward = out.column("reward").to_numpy(zero_copy_only=False)
     assert reward[0] == pytest.approx(1.0) and np.isnan(reward[1])
     assert out.column("criterion_errors").to_pylist() == [["", ""], ["", "timeout"]]
+
+
+# ----------------------------------------------------------------------------- bad input: exit 2, no actor
+
+
+@pytest.mark.parametrize("settings, says", [
+    (["reward.grader=judge"], "reward.grader=judge with reward.model='minilm': no judge to run; set reward.model="),
+    (["reward.grader=judge", "reward.model=tiny", "reward.judge_template=TEMPLATE"],
+     "reward.judge_template='TEMPLATE' lacks the placeholder(s) {criterion}; use v1 or a file with"),
+    (["reward.grader=judge", "reward.model=m", "reward.judge_url=http://127.0.0.1:PORT/v1"],
+     "reward.judge_url=http://127.0.0.1:PORT/v1: cannot reach the judge"),
+])
+def test_bad_judge_settings_fail_in_one_line_before_any_actor(settings, says, tmp_path, capsys):
+    import socket
+
+    import ray
+    from promedical.deploy.cli import main
+
+    template = tmp_path / "t.txt"
+    template.write_text("{instruction}\n{response}\n{answer}")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = str(sock.getsockname()[1])
+    sock.close()                                    # nothing listens there: connection refused
+    fill = lambda s: s.replace("TEMPLATE", str(template)).replace("PORT", port)  # noqa: E731
+    args = ["train", "--config", "tiny", "--run-dir", str(tmp_path / "run")]
+    for s in settings:
+        args += ["--set", fill(s)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fill(says) in err[0], err
+    assert not (tmp_path / "run").exists() and not ray.is_initialized()
