@@ -224,3 +224,18 @@ def test_bad_judge_settings_fail_in_one_line_before_any_actor(settings, says, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fill(says) in err[0], err
     assert not (tmp_path / "run").exists() and not ray.is_initialized()
+
+
+def test_plan_sizes_a_local_judge_like_a_generator_and_an_endpoint_as_nothing():
+    from promedical.deploy.config import load_config
+    from promedical.deploy.gpu_fit import role_estimate
+    from promedical.deploy.memory_plan import GENERATOR_WORKING_GIB, GIB, KNOWN_SHAPES, Estimate
+
+    gpu = 80 * GIB
+    local = load_config("demo", ["reward.grader=judge", "reward.model=smollm2", "reward.judge_gpu_memory_utilization=0.25"])
+    est = role_estimate(local, "reward", 1, gpu)
+    weights = KNOWN_SHAPES["smollm2"].params * 2                 # generator.dtype auto -> bf16 on a GPU
+    assert est.weights == weights and est.working == GENERATOR_WORKING_GIB * GIB
+    assert est.kv_cache == pytest.approx(0.25 * gpu - weights - GENERATOR_WORKING_GIB * GIB)
+    served = load_config("demo", ["reward.grader=judge", "reward.model=judge", "reward.judge_url=http://h:8000/v1"])
+    assert role_estimate(served, "reward", 1, gpu) == Estimate()
