@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     path = model_path(args.model or ("smollm2-shape" if device.type == "cuda" else "tiny"), work)
     from transformers import AutoConfig
     vocab = AutoConfig.from_pretrained(path).vocab_size
-    w = (Workload(8, 8, 128, 256, min(vocab, 49152) - 1) if device.type == "cuda" and not args.small
-         else Workload(2, 2, 16, 16, min(vocab, 500) - 1))
+    bf16 = device.type == "cuda" or args.bf16
+    w = (Workload(8, 8, 128, 256, min(vocab, 49152) - 1, bf16) if device.type == "cuda" and not args.small
+         else Workload(2, 2, 16, 16, min(vocab, 500) - 1, bf16))
     print(_header(device, path, w), flush=True)
     wanted = [p for p in PHASES if p in args.phases.split(",")] if args.phases else list(PHASES)
     results: list[Phase] = []
@@ -159,7 +160,7 @@ def _header(device, path: str, w) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"gpu_check {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {name}; torch {torch.__version__}, "
             f"deepspeed {ds}; load {load:.1f}; model {path}; workload {w.groups}x{w.group_size} rows, prompt "
-            f"{w.prompt_len}, response <= {w.response_len} ({w.tokens()} tokens a step)\n"
+            f"{w.prompt_len}, response <= {w.response_len} ({w.tokens()} tokens a step), bf16 {w.bf16}\n"
             f"{'phase':<20}{'seconds':>9}{'tokens':>9}{'tokens/s':>11}  ok    note")
 
 
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)}")
     parser.add_argument("--model", default="", help="tiny | smollm2-shape | smollm2 | checkpoint dir")
     parser.add_argument("--small", action="store_true", help="the dry run's small workload on the GPU too")
+    parser.add_argument("--bf16", action="store_true", help="bf16 training/export on the CPU too (always on a GPU)")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="phases not started after this are skipped")
     parser.add_argument("--work", default="", help="scratch directory (default: a new temporary one)")
     parser.add_argument("--json", default="", help="also write the phases as JSON here")

@@ -35,6 +35,7 @@ class Workload:
     prompt_len: int = 32
     response_len: int = 48
     vocab: int = 500
+    bf16: bool = False                   # policy trains and exports in bf16, the reference runs in bf16
 
     def tokens(self) -> int:
         return self.groups * (self.prompt_len + self.group_size * self.response_len)
@@ -115,11 +116,11 @@ def reference_phase(model_path: str, device, w: Workload) -> tuple[Phase, list[l
     import torch
 
     from promedical.actors.reference import Reference
-    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    dtype = "bfloat16" if w.bf16 else "float32"
     ref = Reference(model_path=model_path, temperature=1.0, micro_batch_size=w.group_size, dtype=dtype,
                     device=str(device))
     param = next(ref.model.parameters())
-    want = torch.bfloat16 if device.type == "cuda" else torch.float32
+    want = torch.bfloat16 if w.bf16 and device.type == "cuda" else torch.float32   # CPU: fp32 + autocast
     batch = scored_batch(w)
     ref.logprobs(batch)                                   # warm-up
     sync(device)
@@ -174,7 +175,7 @@ def policy_kwargs_for(model_path: str, device, w: Workload, zero_stage: int) -> 
     from promedical.deploy.build import policy_kwargs
     from promedical.deploy.config import load_config
 
-    bf16 = "bfloat16" if device.type == "cuda" else "float32"
+    bf16 = "bfloat16" if w.bf16 else "float32"
     settings = [f"rollout.prompts_per_step={w.groups}", f"rollout.group_size={w.group_size}",
                 f"algo.micro_batch_size={w.group_size}", "algo.mini_batches=1", f"trainer.zero_stage={zero_stage}",
                 f"model.train_dtype={bf16}", f"generator.dtype={bf16}"]
