@@ -36,7 +36,7 @@ class Generator:
                  top_p: float, max_prompt_tokens: int, dtype: str = "auto", omp_threads_bind: str = "auto",
                  kv_cache_gib: float = 1.0, gpu_memory_utilization: float = 0.5,
                  enforce_eager: bool = True, replica: int = 0, tensor_parallel_size: int = 1,
-                 sleep_between_steps: bool = False) -> None:
+                 sleep_between_steps: bool = False, lora_rank: int = 0) -> None:
         import torch
         if not torch.cuda.is_available():
             _configure_cpu_env(omp_threads_bind, kv_cache_gib)
@@ -49,6 +49,9 @@ class Generator:
             kwargs["tensor_parallel_size"] = tensor_parallel_size
             # colocated on a GPU: weights go to host memory and the KV cache is freed while the policy trains
             kwargs["enable_sleep_mode"] = sleep_between_steps
+        if lora_rank:   # model.lora: the policy's adapter arrives by version and is served by name (load_weights)
+            from promedical.actors.lora import vllm_max_lora_rank
+            kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(lora_rank), max_loras=1)
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
                        max_model_len=max_prompt_tokens + max_new_tokens,
                        worker_extension_cls="promedical.actors.vllm_extension.WeightLoader",
@@ -66,6 +69,9 @@ class Generator:
         self.replica = replica
         self.sleeps = sleep_between_steps and torch.cuda.is_available()
         self.asleep = False
+        self._lora = None              # LoRARequest of the adapter version in use; None = the base weights
+        self._lora_ids = 0             # a fresh int id per loaded version (vLLM caches adapters by id)
+        self.lora_enabled = bool(lora_rank)
 
     def version(self) -> int:
         return self._version
@@ -85,7 +91,7 @@ class Generator:
                                        max_tokens=self.max_new_tokens, logprobs=0,
                                        seed=zlib.crc32(f"{self.seed}:{p.group_id}".encode()))
                   for p in prompts]
-        outputs = self.llm.generate(token_prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=False, lora_request=self._lora)
         elapsed = time.perf_counter() - start
         cols: dict[str, list] = {f.name: [] for f in GENERATION_FIELDS}
         for prompt, request, out in zip(prompts, token_prompts, outputs):
@@ -120,21 +126,49 @@ class Generator:
         `named_tensors` is [(HF name, CPU tensor)] from the object store, or a payload of
         actors/sync_collective.py or sync_ipc.py (collective, CUDA IPC) that yields those pairs when the vLLM worker lists it.
         """
+        from promedical.actors.lora import AdapterPayload
+
         start = time.perf_counter()
         sent = getattr(named_tensors, "version", version)   # a collective or CUDA-IPC payload names its version
         if sent != version:
             raise RuntimeError(f"generator replica {self.replica}: asked to load version {version}, given {sent}")
         self._wake()
-        self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
+        if isinstance(named_tensors, AdapterPayload):
+            self._load_adapter(version, named_tensors)
+        else:
+            self.llm.collective_rpc("load_policy_weights", args=(named_tensors,))
         del named_tensors
         release_memory()
         self._version = version
         return time.perf_counter() - start
 
+    def _load_adapter(self, version: int, adapter) -> None:
+        """Serve adapter `version` from now on: written to this node's disk, loaded into the engine under a
+        fresh id; the previous version is dropped from the engine and the disk."""
+        import shutil
+        import tempfile
+        from pathlib import Path
+        from vllm.lora.request import LoRARequest
+
+        self._lora_ids += 1
+        root = Path(tempfile.gettempdir()) / f"promedical-lora-{os.getpid()}"
+        path = adapter.write(root / f"v{version}-{self._lora_ids}")
+        request = LoRARequest(f"policy-v{version}", self._lora_ids, str(path))
+        engine = self.llm.llm_engine
+        engine.add_lora(request)
+        old, self._lora = self._lora, request
+        if old is not None:
+            engine.remove_lora(old.lora_int_id)
+            shutil.rmtree(old.lora_path, ignore_errors=True)
+
     def score_sequences(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log p(token_t | tokens_<t) for t >= 1 of each sequence, from the engine's own forward pass."""
         params = self._SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
+        prompts = [{"prompt_token_ids": s} for s in sequences]
+        if not self.lora_enabled:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        else:   # vLLM 0.32 CPU with LoRA enabled: prompt logprobs of several requests fail a shape check
+            outputs = [self.llm.generate([p], params, use_tqdm=False, lora_request=self._lora)[0] for p in prompts]
         result = []
         for seq, out in zip(sequences, outputs):
             steps = out.prompt_logprobs[1:]

@@ -18,6 +18,7 @@ from promedical.runtime.distributed import init_distributed, use_cpu_accelerator
 from promedical.runtime.memory import release_memory
 from promedical.runtime.threads import apply_threads
 from promedical.actors.interfaces import RankShare
+from promedical.actors.lora import LoraSettings
 from promedical.actors.sharding import rank_shares
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Policy:
     def __init__(self, *, model_path: str, seed: int, lr: float, weight_decay: float, max_grad_norm: float,
                  zero_stage: int, backend: str, train_dtype: str, temperature: float, loss: LossSettings,
                  mini_batches: int, micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
-                 schedule: LrSchedule = LrSchedule(),
+                 schedule: LrSchedule = LrSchedule(), lora: LoraSettings = LoraSettings(),
                  export_dtype: str = "float32", rank: int = 0, world_size: int = 1,
                  master_addr: str = "", master_port: int = 0) -> None:
         import torch
@@ -44,6 +45,10 @@ class Policy:
         init_distributed(backend)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.config.use_cache = False
+        self.lora = lora
+        if lora.on:   # adapters on the frozen base (actors/lora.py): only they train, the base is the reference
+            from promedical.actors.lora import wrap
+            model = wrap(model, lora)
         # a mini-batch is whole GRPO groups; each group is split into chunks of <= micro_batch_size rows
         # on each of `world_size` ranks: 1/world_size of a mini-batch's groups
         self.groups_per_mini = prompts_per_step // mini_batches // world_size
@@ -58,7 +63,8 @@ class Policy:
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
         }
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                      weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
         self.hp = dict(temperature=temperature)
         self.loss, self.schedule, self.base_lr = loss, schedule, lr
@@ -93,6 +99,21 @@ class Policy:
                     out.update(unpad(forward_logprobs(self._forward_model(), mb, self.hp["temperature"],
                                                      self.zero_stage != 3), mb, lengths))
         return [out[i] for i in range(batch.num_rows)]
+
+    def reference_logprobs(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """With LoRA, the reference role's REFERENCE_FIELDS: logprobs of the base model (adapters off).
+
+        Under ZeRO-3 every rank must make the same forward calls (each gathers layers collectively), so
+        deploy/ sends every rank the same rows there (actors/lora_reference.py).
+        """
+        from promedical.actors.lora import base_model
+        from promedical.storage.schema import REFERENCE_FIELDS, columns_batch
+
+        start = time.perf_counter()
+        with base_model(self.engine.module):
+            values = self.logprobs(batch)
+        return columns_batch(REFERENCE_FIELDS, {"ref_logprobs": values,
+                                                "reference_seconds": [time.perf_counter() - start] * batch.num_rows})
 
     def _forward_model(self):
         """What the forward pass calls: the engine itself under ZeRO-3 (actors/logprobs.py says why)."""
@@ -234,6 +255,8 @@ class Policy:
         """
         import deepspeed
         dtype = dtype or self.export_dtype
+        if self.lora.on:
+            return self._export_lora(dtype, merged=self.lora.merge_for_sync)
         module = self.engine.module
         params = list(module.parameters()) if self.zero_stage == 3 else []
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=bool(params)):
@@ -242,21 +265,63 @@ class Policy:
             return [(k, v.detach().to("cpu", dtype).clone()) for k, v in module.state_dict().items()]
 
 
+    def _export_lora(self, dtype, merged: bool):
+        """The adapter (an actors.lora.AdapterPayload) or, `merged`, [(HF name, tensor)] of base + adapter.
+        Under ZeRO-3 every rank joins the gather (of the adapters alone unless merged); rank 0 returns it."""
+        import deepspeed
+        from promedical.actors.lora import adapter_params, adapter_payload, merged_weights
+
+        module = self.engine.module
+        params = (list(module.parameters()) if merged else adapter_params(module)) if self.zero_stage == 3 else []
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=bool(params)):
+            if self.rank != 0:
+                return None
+            return merged_weights(module, dtype) if merged else adapter_payload(module, dtype, self.model_path)
+
+
 def save_checkpoint(policy: "Policy", directory: str) -> None:
     """HF weights + tokenizer in DIR/policy (loadable by transformers and vLLM), engine state in DIR/engine.
 
-    Every rank calls it: each writes its own ZeRO partition of the engine state; rank 0 the HF weights.
+    Every rank calls it: each writes its own ZeRO partition of the engine state; rank 0 the HF weights
+    (with LoRA: the adapter, see _save_lora). The engine state holds the adapters' optimizer state.
     """
+    import torch
+
+    out = Path(directory)
+    if policy.lora.on:
+        _save_lora(policy, out)
+    else:
+        _save_full(policy, out)
+    policy.engine.save_checkpoint(str(out / "engine"), tag="state",
+                                  client_state={"version": policy._version, "torch_rng": torch.get_rng_state()})
+
+
+def _save_lora(policy: "Policy", out: Path) -> None:
+    """DIR/policy: the adapter in PEFT format (PEFT and vLLM load it) + tokenizer; DIR/policy-merged: the
+    merged HF model when model.lora.save_merged. Collective under ZeRO-3."""
     import torch
     from transformers import AutoTokenizer
 
-    out = Path(directory)
+    adapter = policy._export_lora(torch.float32, merged=False)
+    merged = policy._export_lora(torch.float32, merged=True) if policy.lora.save_merged else None
+    if adapter is None:
+        return
+    adapter.write(out / "policy")
+    AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
+    if merged is not None:
+        policy.engine.module.get_base_model().save_pretrained(out / "policy-merged", state_dict=dict(merged),
+                                                              safe_serialization=True)
+        AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy-merged")
+
+
+def _save_full(policy: "Policy", out: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
     weights = policy.export_weights(torch.float32)   # collective under ZeRO-3; None except on rank 0
     if weights is not None:
         policy.engine.module.save_pretrained(out / "policy", state_dict=dict(weights), safe_serialization=True)
         AutoTokenizer.from_pretrained(policy.model_path).save_pretrained(out / "policy")
-    policy.engine.save_checkpoint(str(out / "engine"), tag="state",
-                                  client_state={"version": policy._version, "torch_rng": torch.get_rng_state()})
 
 
 def load_checkpoint(policy: "Policy", directory: str) -> int:

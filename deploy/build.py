@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from promedical.deploy.config import DEFAULT_TIMEOUTS_S, Config, reward_shape
+from promedical.deploy.config import DEFAULT_TIMEOUTS_S, Config, lora_lr, plan_roles, reward_shape
 from promedical.deploy.placement import make_plan
 from promedical.deploy.placement_ray import place_actors
 
@@ -47,7 +47,8 @@ def generator_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 max_prompt_tokens=cfg.model.max_prompt_tokens, dtype=g.dtype, omp_threads_bind=g.omp_threads_bind,
                 kv_cache_gib=g.kv_cache_gib, gpu_memory_utilization=g.gpu_memory_utilization,
                 enforce_eager=g.enforce_eager, tensor_parallel_size=g.tensor_parallel_size,
-                sleep_between_steps=g.sleep_between_steps)
+                sleep_between_steps=g.sleep_between_steps,
+                lora_rank=0 if cfg.model.lora.merge_for_sync else cfg.model.lora.rank)
 
 
 def torch_threads(cfg: Config, role: str) -> int:
@@ -75,14 +76,24 @@ def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
     from promedical.actors.schedules import LrSchedule
 
     a = cfg.algo
-    return dict(model_path=model_path, seed=cfg.run.seed, lr=a.lr, weight_decay=a.weight_decay,
+    return dict(model_path=model_path, seed=cfg.run.seed, lr=lora_lr(cfg), weight_decay=a.weight_decay,
                 max_grad_norm=a.max_grad_norm, zero_stage=cfg.trainer.zero_stage, backend=cfg.trainer.backend,
                 train_dtype=cfg.model.train_dtype, temperature=cfg.rollout.temperature, loss=loss_settings(cfg),
                 schedule=LrSchedule(a.lr_schedule, a.warmup_steps, cfg.rollout.steps),
-                mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size,
+                mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size, lora=lora_settings(cfg),
                 prompts_per_step=cfg.rollout.prompts_per_step, group_size=cfg.rollout.group_size,
                 threads=torch_threads(cfg, "policy"),
                 export_dtype="bfloat16" if cfg.generator.dtype == "bfloat16" else "float32")
+
+
+def lora_settings(cfg: Config):
+    """model.lora.* as actors/lora.py LoraSettings (rank 0: off)."""
+    from promedical.actors.lora import LoraSettings
+
+    lora = cfg.model.lora
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else tuple(lora.target_modules)
+    return LoraSettings(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=targets,
+                        merge_for_sync=lora.merge_for_sync, save_merged=lora.save_merged)
 
 
 def reference_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
@@ -112,6 +123,12 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
     from promedical.actors.models import resolve_model
     from promedical.reward_model.models import resolve_reward_model
     policy = resolve_model(cfg.model.policy)
+    if cfg.model.lora.rank:   # a target module the model lacks: one line before any actor starts
+        from promedical.actors.lora import target_problem
+        from promedical.errors import UserError
+        problem = target_problem(policy, cfg.model.lora.target_modules)
+        if problem:
+            raise UserError(problem)
     if cfg.reward.grader == "judge":
         from promedical.deploy.judge_role import judge_model
         return policy, judge_model(cfg)
@@ -164,13 +181,14 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     subclass in a test.
     """
     from promedical.actors.generator import Generator
+    from promedical.actors.lora_reference import BaseReference
     from promedical.actors.groups import GeneratorGroup, PolicyGroup, ReferencePool, RewardPool
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
     from promedical.rollout.loop import Roles
     from promedical.storage.schema import REWARD_FIELDS
 
-    plan = make_plan(cfg.placement, cfg.generator.replicas)
+    plan = make_plan(cfg.placement, cfg.generator.replicas, plan_roles(cfg))
     classes = {"policy": (Policy, _policy_rank_kwargs(cfg, policy_path, plan)),
                "reference": (Reference, reference_kwargs(cfg, policy_path)),
                "reward": reward_role(cfg, reward_path),
@@ -184,7 +202,8 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
                          timeout_s=timeout["policy"])
     generators = GeneratorGroup(handles["generator"], timeout_s=timeout["generator"], healing=healing)
     reference = ReferencePool("reference", handles["reference"], ["reference_seconds"],
-                              timeout_s=timeout["reference"], healing=healing)
+                              timeout_s=timeout["reference"], healing=healing) if handles["reference"] \
+        else BaseReference(handles["policy"], cfg.trainer.zero_stage, timeout_s=timeout["policy"])   # LoRA
     reward = RewardPool("reward", handles["reward"], [f.name for f in REWARD_FIELDS], timeout_s=timeout["reward"],
                         healing=healing)
     return Roles(policy=policy, generators=generators, reference=reference, reward=reward,

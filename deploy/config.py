@@ -158,6 +158,9 @@ class PlacementConfig:
         role: RoleResources() for role in ("policy", "reference", "reward", "generator")})
     bundle_strategy: str = "PACK"        # Ray placement-group strategy per group: PACK, SPREAD, STRICT_*
     timeout_s: float = 120.0             # placement groups not ready by then fail with asked vs available
+    lora_roles: dict[str, RoleResources] = field(default_factory=dict)   # with model.lora.rank > 0 these
+                                         # replace their roles' entries of `roles` (no reference: its share
+                                         # is free; the qwen3-8b preset packs 8 GPUs)
     weight_sync: str = "auto"            # registry: auto, object_store, collective (nccl: its GPU name), cuda_ipc
                                          # (see actors/weight_sync.py)
     weight_sync_bucket_mb: float = 64.0  # collective: MiB per broadcast bucket (and per ZeRO-3 gather)
@@ -266,6 +269,12 @@ def lora_problems(cfg: Config) -> list[str]:
         out.append(f"placement.weight_sync={cfg.placement.weight_sync} cannot move LoRA adapters (it sends the "
                    f"policy's own tensors); use placement.weight_sync=object_store or auto with model.lora.rank > 0")
     return out
+
+
+def plan_roles(cfg: Config) -> tuple[str, ...]:
+    """The roles a run starts: all four, or with LoRA no reference (the policy's base is the reference)."""
+    from promedical.deploy.placement import ROLES
+    return tuple(r for r in ROLES if not (r == "reference" and cfg.model.lora.rank > 0))
 
 
 def lora_lr(cfg: Config) -> float:
@@ -389,7 +398,7 @@ def problems(cfg: Config) -> list[str]:
     out += _scale_problems(cfg) + lora_problems(cfg)
     out += weight_sync_problems(cfg.placement, cfg.generator.replicas, zero_stage=cfg.trainer.zero_stage,
                                 tensor_parallel_size=cfg.generator.tensor_parallel_size)
-    return out + placement_problems(cfg.placement, cfg.generator.replicas)
+    return out + placement_problems(cfg.placement, cfg.generator.replicas, plan_roles(cfg))
 
 
 def preset_names() -> list[str]:
@@ -442,6 +451,8 @@ def load_config(name_or_path: str = "demo", overrides: list[str] | None = None) 
     if overrides:
         where = f"{where} with --set overrides"
     cfg = from_dict(Config, data, where=where)
+    if cfg.model.lora.rank > 0:   # a LoRA run's own resources (it has no reference role)
+        cfg.placement.roles = {**cfg.placement.roles, **cfg.placement.lora_roles}
     found = problems(cfg)
     if found:
         raise UserError(f"{where}: {found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))

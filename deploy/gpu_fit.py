@@ -15,7 +15,7 @@ from typing import Any
 
 from promedical.deploy.memory_plan import (
     GIB, KNOWN_SHAPES, Estimate, ModelShape, decoder_params, generator_replica, inference_replica,
-    kv_cache_needed, policy_rank, sequences_per_replica)
+    kv_cache_needed, lora_params, lora_policy_rank, policy_rank, sequences_per_replica)
 from promedical.deploy.placement import Node, Plan
 from promedical.errors import UserError
 
@@ -46,7 +46,8 @@ def shape_from_checkpoint(directory: Path) -> ModelShape:
         vocab=c["vocab_size"], hidden=c["hidden_size"], layers=c["num_hidden_layers"], heads=heads,
         kv_heads=kv_heads, head_dim=head_dim, ffn=c["intermediate_size"],
         tied=bool(c.get("tie_word_embeddings", False)))
-    return ModelShape(params=params, layers=c["num_hidden_layers"], kv_heads=kv_heads, head_dim=head_dim)
+    return ModelShape(params=params, layers=c["num_hidden_layers"], kv_heads=kv_heads, head_dim=head_dim,
+                      hidden=c["hidden_size"], heads=heads, ffn=c.get("intermediate_size", 0))
 
 
 def model_shape(path_key: str, path: str, shape_key: str, shape: str) -> ModelShape:
@@ -137,6 +138,8 @@ def role_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> E
         shape = model_shape("reward.model", cfg.reward.model, "reward.model_shape", cfg.reward.model_shape)
         return inference_replica(shape.params, dtype="bfloat16" if cfg.reward.dtype == "auto" else cfg.reward.dtype)
     params = model_shape("model.policy", cfg.model.policy, "model.shape", cfg.model.shape).params
+    if cfg.model.lora.rank and role in ("policy", "generator"):
+        return lora_estimate(cfg, role, policy_ranks, gpu_bytes)
     if role == "policy":
         return policy_rank(params, zero_stage=cfg.trainer.zero_stage, ranks=policy_ranks,
                            train_dtype=_generator_dtype(cfg.model.train_dtype))
@@ -144,6 +147,24 @@ def role_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> E
         return inference_replica(params, dtype=_generator_dtype(cfg.model.train_dtype))
     g = cfg.generator
     return generator_replica(params, dtype=_generator_dtype(g.dtype), gpu_bytes=gpu_bytes,
+                             gpu_memory_utilization=g.gpu_memory_utilization,
+                             tensor_parallel_size=g.tensor_parallel_size)
+
+
+def lora_estimate(cfg: Any, role: str, policy_ranks: int, gpu_bytes: float) -> Estimate:
+    """model.lora: a policy rank holds the frozen base and the adapters' training state; a generator serving
+    the adapter holds one adapter slot of vLLM's max_lora_rank beside the base (deploy/memory_plan.py)."""
+    from promedical.actors.lora import vllm_max_lora_rank
+
+    lora = cfg.model.lora
+    shape = model_shape("model.policy", cfg.model.policy, "model.shape", cfg.model.shape)
+    if role == "policy":
+        train_dtype = "bfloat16" if cfg.model.train_dtype == "auto" else cfg.model.train_dtype
+        return lora_policy_rank(shape.params, lora_params(shape, lora.rank, lora.target_modules),
+                                zero_stage=cfg.trainer.zero_stage, ranks=policy_ranks, train_dtype=train_dtype)
+    slot = 0 if lora.merge_for_sync else lora_params(shape, vllm_max_lora_rank(lora.rank), lora.target_modules)
+    g = cfg.generator
+    return generator_replica(shape.params + slot, dtype=_generator_dtype(g.dtype), gpu_bytes=gpu_bytes,
                              gpu_memory_utilization=g.gpu_memory_utilization,
                              tensor_parallel_size=g.tensor_parallel_size)
 

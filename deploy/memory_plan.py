@@ -33,6 +33,9 @@ class ModelShape:
     layers: int
     kv_heads: int             # key/value heads per layer (grouped-query attention)
     head_dim: int
+    hidden: int = 0           # hidden size, attention heads and MLP width: sizes LoRA adapters (0: unknown)
+    heads: int = 0
+    ffn: int = 0
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         """KV cache bytes of one token: layers x kv_heads x head_dim x 2 (K and V) x bytes."""
@@ -57,7 +60,20 @@ def _decoder(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, he
              tied: bool) -> ModelShape:
     params = decoder_params(vocab=vocab, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
                             head_dim=head_dim, ffn=ffn, tied=tied)
-    return ModelShape(params=params, layers=layers, kv_heads=kv_heads, head_dim=head_dim)
+    return ModelShape(params=params, layers=layers, kv_heads=kv_heads, head_dim=head_dim, hidden=hidden,
+                      heads=heads, ffn=ffn)
+
+
+def lora_params(shape: ModelShape, rank: int, target_modules: str | list[str] | tuple[str, ...]) -> int:
+    """Adapter parameters of a Llama-style decoder: a targeted linear (in -> out) adds A (rank x in) and
+    B (out x rank), rank x (in + out); `all-linear` targets the seven per layer (q k v o gate up down).
+    Names this plan does not know count 0."""
+    h, q, kv, f = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.ffn
+    sizes = {"q_proj": h + q, "k_proj": h + kv, "v_proj": h + kv, "o_proj": q + h,
+             "gate_proj": h + f, "up_proj": h + f, "down_proj": f + h}
+    names = list(sizes) if target_modules == "all-linear" else (
+        [target_modules] if isinstance(target_modules, str) else list(target_modules))
+    return shape.layers * rank * sum(sizes.get(n, 0) for n in names)
 
 
 # Shapes for models whose checkpoint is not on this machine (`model.shape`, `reward.model_shape`), and
@@ -101,6 +117,15 @@ def policy_rank(params: int, *, zero_stage: int, ranks: int, train_dtype: str) -
     g = g / ranks if zero_stage >= 2 else g
     w = w / ranks if zero_stage >= 3 else w
     return Estimate(weights=w, gradients=g, optimizer=o, working=TRAIN_WORKING_GIB * GIB)
+
+
+def lora_policy_rank(params: int, adapter: int, *, zero_stage: int, ranks: int, train_dtype: str) -> Estimate:
+    """One LoRA policy rank: the frozen base in the training dtype (no gradients, no optimizer state;
+    partitioned only under ZeRO-3) and the adapters' full training state, partitioned as in `policy_rank`."""
+    state = policy_rank(adapter, zero_stage=zero_stage, ranks=ranks, train_dtype=train_dtype)
+    base = params * DTYPE_BYTES[train_dtype] / (ranks if zero_stage >= 3 else 1)
+    return Estimate(weights=base + state.weights, gradients=state.gradients, optimizer=state.optimizer,
+                    working=state.working)
 
 
 def inference_replica(params: int, *, dtype: str) -> Estimate:

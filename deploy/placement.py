@@ -98,12 +98,15 @@ def replica_counts(placement: Any, generator_replicas: int) -> dict[str, int]:
             for role in ROLES}
 
 
-def make_plan(placement: Any, generator_replicas: int) -> Plan:
-    """Turn `placement` into bundles per group: bundle i of a group holds replica i of each member role."""
+def make_plan(placement: Any, generator_replicas: int, roles: tuple[str, ...] = ROLES) -> Plan:
+    """Turn `placement` into bundles per group: bundle i of a group holds replica i of each member role.
+
+    `roles` are the roles the run starts (a LoRA run has no reference: deploy/config.py plan_roles).
+    """
     groups = STRATEGIES[placement.strategy](ROLES, placement.groups)
     counts = replica_counts(placement, generator_replicas)
     plan = Plan(strategy=placement.strategy, bundle_strategy=placement.bundle_strategy)
-    for role in ROLES:
+    for role in roles:
         res = role_resources(placement, role)
         need = Resources(res.num_cpus, res.num_gpus, res.memory_gib)
         bundles = plan.bundles.setdefault(groups[role], [])
@@ -115,7 +118,7 @@ def make_plan(placement: Any, generator_replicas: int) -> Plan:
     return plan
 
 
-def placement_problems(placement: Any, generator_replicas: int) -> list[str]:
+def placement_problems(placement: Any, generator_replicas: int, roles: tuple[str, ...] = ROLES) -> list[str]:
     """Value-level problems of `placement.*`, as 'key=value: reason' lines (see deploy/config.py)."""
     out = []
     for role in placement.roles:
@@ -143,7 +146,7 @@ def placement_problems(placement: Any, generator_replicas: int) -> list[str]:
     out += [f"placement.groups.{r}: unknown role; roles are {', '.join(ROLES)}" for r in placement.groups
             if r not in ROLES]
     if placement.strategy in STRATEGIES and not any("groups" in line for line in out):
-        for group, bundles in make_plan(placement, generator_replicas).bundles.items():
+        for group, bundles in make_plan(placement, generator_replicas, roles).bundles.items():
             odd = [b.gpus for b in bundles if b.gpus > 1 and b.gpus != int(b.gpus)]
             if odd:
                 out.append(f"placement: a bundle of group {group!r} sums to {odd[0]:g} GPUs; Ray needs a "

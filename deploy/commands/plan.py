@@ -73,10 +73,11 @@ def gpu_memory_gib() -> float:
 
 def check_plan(cfg, nodes: list, where: str, gpu_gib: float) -> tuple[str, str]:
     """(placement table, per-GPU memory table) of `cfg` on `nodes`; UserError (one line) if it cannot fit."""
+    from promedical.deploy.config import plan_roles
     from promedical.deploy.gpu_fit import check_memory, check_total, ranks_line
     from promedical.deploy.placement import fit, make_plan, render
 
-    plan = make_plan(cfg.placement, cfg.generator.replicas)
+    plan = make_plan(cfg.placement, cfg.generator.replicas, plan_roles(cfg))
     check_total(cfg, plan, nodes, where, gpu_gib)
     assignment = fit(plan, nodes, where)
     memory = check_memory(cfg, plan, assignment, nodes, gpu_gib)

@@ -1,0 +1,161 @@
+"""LoRA GRPO (model.lora): only the adapters train, the base with adapters off is the reference, the
+adapter alone travels to a vLLM generator serving LoRA, checkpoints hold the adapter in PEFT format."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from promedical.deploy.build import generator_kwargs, policy_kwargs, reference_kwargs
+from promedical.deploy.config import load_config
+from promedical.errors import UserError
+
+# policy vs reference: the same fp32 code on the same weights, so equal up to summation order
+SAME_CODE = 1e-5
+# policy (torch) vs generator (vLLM CPU kernels, LoRA by punica): fp32 on both sides
+ENGINES = 2e-3
+
+
+@pytest.fixture(scope="module")
+def actors(local_ray, tmp_path_factory):
+    import ray
+    from promedical.actors.generator import Generator
+    from promedical.actors.interfaces import PromptRequest
+    from promedical.actors.models import resolve_model
+    from promedical.actors.policy import Policy
+    from promedical.actors.reference import Reference
+
+    cfg = load_config("tiny", ["model.lora.rank=8", "model.lora.lr=0.05", "algo.mini_batches=1",
+                               "model.lora.save_merged=true"])
+    path = resolve_model("tiny")
+    policy = ray.remote(Policy).options(num_cpus=0.5).remote(**policy_kwargs(cfg, path))
+    reference = ray.remote(Reference).options(num_cpus=0.25).remote(**reference_kwargs(cfg, path))
+    generator = ray.remote(Generator).options(num_cpus=0.5).remote(**generator_kwargs(cfg, path))
+    requests = [PromptRequest(prompt_id=f"p{i}", group_id=i, messages=(("user", f"question {i} about fever"),))
+                for i in range(cfg.rollout.prompts_per_step)]
+    batch = ray.get(generator.generate.remote(requests, cfg.rollout.group_size))
+    before = _base_digest(ray, policy)
+    ray.get(policy.train_step.remote(_training_batch(batch)))
+    return ray, policy, reference, generator, batch, before, tmp_path_factory.mktemp("lora")
+
+
+def _base_digest(ray, policy) -> float:
+    """Sum of |w| over the frozen base weights (every parameter but the adapters)."""
+    return ray.get(policy.__ray_call__.remote(
+        lambda p: float(sum(t.detach().abs().sum() for n, t in p.engine.module.named_parameters() if "lora_" not in n))))
+
+
+def _training_batch(batch):
+    n = batch.num_rows
+    rng = np.random.default_rng(0)
+    extra = {"advantage": pa.array(rng.standard_normal(n), pa.float32()),
+             "ref_logprobs": batch.column("behaviour_logprobs"), "loss_mask": pa.array([True] * n)}
+    return pa.RecordBatch.from_arrays(list(batch.columns) + list(extra.values()), names=batch.schema.names + list(extra))
+
+
+def _generator_logprobs(ray, generator, batch):
+    seqs = [p + r for p, r in zip(batch.column("prompt_ids").to_pylist(), batch.column("response_ids").to_pylist())]
+    full = ray.get(generator.score_sequences.remote(seqs))
+    lengths = batch.column("response_length").to_pylist()
+    return [lp[len(lp) - n:] if n else [] for lp, n in zip(full, lengths)]
+
+
+def _max_gap(a, b):
+    return max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(a, b) if len(x))
+
+
+def test_only_adapters_train_and_the_base_stays_frozen(actors):
+    ray, policy, _, _, _, before, _ = actors
+    trainable = ray.get(policy.__ray_call__.remote(
+        lambda p: [n for n, t in p.engine.module.named_parameters() if t.requires_grad]))
+    assert trainable and all("lora_" in n for n in trainable)
+    assert _base_digest(ray, policy) == before
+
+
+def test_adapters_off_equal_the_reference_model(actors):
+    ray, policy, reference, _, batch, _, _ = actors
+    base = ray.get(policy.reference_logprobs.remote(batch)).column("ref_logprobs").to_pylist()
+    old_reference = ray.get(reference.logprobs.remote(batch)).column("ref_logprobs").to_pylist()
+    trained = ray.get(policy.logprobs.remote(batch))
+    assert _max_gap(base, old_reference) < SAME_CODE
+    assert _max_gap(trained, old_reference) > 100 * SAME_CODE     # the adapters did move the policy
+
+
+def test_adapter_sync_makes_the_generator_match_the_policy(actors):
+    ray, policy, _, generator, batch, _, _ = actors
+    trained = ray.get(policy.logprobs.remote(batch))
+    assert _max_gap(_generator_logprobs(ray, generator, batch), trained) > 10 * ENGINES   # still the base
+    adapter = policy.export_weights.remote()
+    ray.get(generator.load_weights.remote(1, adapter))
+    assert _max_gap(_generator_logprobs(ray, generator, batch), trained) < ENGINES
+    assert ray.get(generator.version.remote()) == 1
+    sent = ray.get(adapter).nbytes
+    model_bytes = ray.get(policy.__ray_call__.remote(
+        lambda p: sum(t.numel() * 4 for n, t in p.engine.module.named_parameters() if "lora_" not in n)))
+    assert 0 < sent < model_bytes / 5                              # an adapter, not the model
+
+
+def test_checkpoint_holds_a_peft_adapter_and_the_merged_model(actors):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ray, policy, _, _, batch, _, tmp = actors
+    ray.get(policy.save.remote(str(tmp)))
+    model_path = ray.get(policy.__ray_call__.remote(lambda p: p.model_path))
+    ids = torch.tensor([batch.column("prompt_ids")[0].as_py() + batch.column("response_ids")[0].as_py()])
+    with torch.no_grad():
+        adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_path), tmp / "policy")
+        merged = AutoModelForCausalLM.from_pretrained(tmp / "policy-merged")
+        base = AutoModelForCausalLM.from_pretrained(model_path)
+        a, m, b = (model(input_ids=ids).logits for model in (adapter, merged, base))
+    assert float((a - m).abs().max()) < 1e-4
+    assert float((a - b).abs().max()) > 1e-3
+
+
+def test_lora_parameter_count_in_the_memory_plan_is_peft_s():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from promedical.actors.lora import LoraSettings, wrap
+    from promedical.actors.models import resolve_model
+    from promedical.deploy.memory_plan import KNOWN_SHAPES, lora_params
+
+    model = wrap(AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), dtype=torch.float32),
+                 LoraSettings(rank=8, target_modules=("q_proj", "v_proj", "down_proj")))
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # tiny: hidden 128, 2 heads x 64, ffn 256, 2 layers; q and v 128 + 128 each, down 256 + 128:
+    # rank 8 x (256 + 256 + 384) x 2 layers
+    assert counted == lora_params(KNOWN_SHAPES["tiny"], 8, ["q_proj", "v_proj", "down_proj"]) == 14336
+
+
+def test_qwen3_8b_fits_one_node_with_lora_but_not_full_parameter():
+    from promedical.deploy.commands.plan import check_plan
+    from promedical.deploy.placement import described_cluster
+
+    nodes = described_cluster("1x8")
+    with pytest.raises(UserError, match="needs an estimated"):
+        check_plan(load_config("qwen3-8b"), nodes, "1x8", 80.0)
+    table, memory = check_plan(load_config("qwen3-8b", ["model.lora.rank=64"]), nodes, "1x8", 80.0)
+    assert "reference" not in table.split("ranks:")[0] and memory.count("/80") == 8
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.lora.rank=-1", "model.lora.rank=-1: must be >= 0"),
+    ("placement.weight_sync=cuda_ipc", "placement.weight_sync=cuda_ipc cannot move LoRA adapters"),
+])
+def test_bad_lora_config_is_one_line(override, message):
+    sets = [override] if "rank" in override else ["model.lora.rank=8", override]
+    with pytest.raises(UserError, match=message):
+        load_config("tiny", sets)
+
+
+def test_a_target_module_the_model_lacks_exits_2_before_any_actor(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "tiny",
+                          "--set", "model.lora.rank=8", "--set", "model.lora.target_modules=[q_proj,qkv_proj]",
+                          "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("promedical")]
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(lines) == 1 and "model.lora.target_modules: qkv_proj not a linear layer" in lines[0]
+    assert not (tmp_path / "run").exists()
