@@ -217,10 +217,16 @@ def policy_send(policy: Any, spec: Rendezvous | None, plan: BucketPlan, version:
     (a generator died) stops the sending, not the gathering, so the other ranks' gathers stay in step
     and the snapshot is whole; the error is raised at the end. Returns the bytes rank 0 sent.
     """
-    import deepspeed
+    import contextlib
+
     import torch
 
     zero3 = policy.zero_stage == 3
+    if zero3:
+        import deepspeed
+        gathered = lambda ts: deepspeed.zero.GatheredParameters(ts, modifier_rank=None)
+    else:
+        gathered = lambda ts: contextlib.nullcontext()
     weights = named_weights(policy.engine.module)
     lead = policy.rank == 0
     dtype = getattr(torch, plan.dtype)
@@ -233,7 +239,7 @@ def policy_send(policy: Any, spec: Rendezvous | None, plan: BucketPlan, version:
     for bucket in plan.buckets:
         tensors = [weights[i][1] for i in bucket.indices]
         unique = list({id(t): t for t in tensors}.values())     # a tied weight is gathered once
-        with deepspeed.zero.GatheredParameters(unique, modifier_rank=None, enabled=zero3):
+        with gathered(unique):
             if not lead:
                 continue
             flat = pack(tensors, dtype, tensors[0].device)

@@ -1,4 +1,4 @@
-"""GPU weight-sync paths: CUDA IPC between two actors on one GPU, NCCL broadcast across two GPUs."""
+"""GPU weight-sync paths: CUDA IPC between two actors on one GPU, the collective sync over NCCL across two GPUs."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -30,6 +30,7 @@ class GpuPolicy:
     def __init__(self) -> None:
         torch.manual_seed(0)
         self.engine = _Engine(torch.nn.Linear(64, 32).cuda())
+        self.rank, self.zero_stage, self.export_dtype = 0, 0, torch.float32
 
     def checksum(self) -> float:
         return float(sum(p.double().sum() for p in self.engine.module.state_dict().values()))
@@ -74,14 +75,16 @@ def test_cuda_ipc_maps_the_policy_tensors_on_the_same_gpu(gpu_ray):
 
 
 @needs_gpus(2)
-def test_nccl_broadcast_reaches_a_generator_on_another_gpu(gpu_ray):
+def test_collective_sync_over_nccl_reaches_a_generator_on_another_gpu(gpu_ray):
     from promedical.actors.groups import GeneratorGroup
-    from promedical.actors.weight_sync import NcclBroadcastSync, NcclGroup, wait
+    from promedical.actors.sync_collective import Rendezvous
+    from promedical.actors.weight_sync import CollectiveSync, wait
 
     ray = gpu_ray
     policy = ray.remote(GpuPolicy).options(num_gpus=1).remote()
     receiver = ray.remote(GpuReceiver).options(num_gpus=1).remote()
-    spec = NcclGroup(host="127.0.0.1", port=_free_port(), world_size=2)
-    sync = NcclBroadcastSync(policy=_policy_group(policy), generators=GeneratorGroup([receiver]), spec=spec)
+    spec = Rendezvous(host="127.0.0.1", port=_free_port(), world_size=2, backend="nccl", timeout_s=120)
+    sync = CollectiveSync(policy=_policy_group(policy), generators=GeneratorGroup([receiver]), rendezvous=spec,
+                          bucket_bytes=4096)
     wait(sync.start(1), timeout_s=120)
     assert ray.get(receiver.checksum.remote()) == pytest.approx(ray.get(policy.checksum.remote()))
