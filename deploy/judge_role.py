@@ -77,7 +77,7 @@ def judge_model(cfg: Any) -> str | None:
 
 def judge_kwargs(cfg: Any, model_path: str | None) -> dict[str, Any]:
     """actors/judge_reward.py JudgeReward keywords: a local judge is engine-sized like a generator."""
-    from promedical.deploy.config import reward_shape
+    from promedical.deploy.config_schema import reward_shape
 
     r, g = cfg.reward, cfg.generator
     local = dict(dtype=g.dtype, max_prompt_tokens=r.judge_max_tokens, kv_cache_gib=r.judge_kv_cache_gib,

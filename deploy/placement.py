@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from promedical.deploy.config_schema import RoleResources
 from promedical.errors import UserError
 
 ROLES = ("policy", "reference", "reward", "generator")
@@ -88,7 +89,6 @@ class Plan:
 
 def role_resources(placement: Any, role: str) -> Any:
     """`placement.roles.<role>`, or the RoleResources defaults when the config leaves the role out."""
-    from promedical.deploy.config import RoleResources
     return placement.roles.get(role) or RoleResources()
 
 

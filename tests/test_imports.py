@@ -4,7 +4,7 @@ Ranks: read from the table in docs/ARCHITECTURE.md ("Rooms and who may import wh
 its own room, an equal one, or a lower one; never higher. Function-level imports count for direction
 (they run too). Cycles: none among module-level imports (the ones that run when a module is first
 imported), and none through function-level imports either (a late import hides a cycle, it does not
-remove it), but for the one open cycle named in OPEN_CYCLE.
+remove it).
 """
 from __future__ import annotations
 
@@ -16,11 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "promedical"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 SKIP = {"tests", ".venv", "data", "configs", "docs", "shared", "runs"}
-# deploy/config.py's problems() validates the whole config and reaches, inside functions, into modules that
-# import the config schema (placement, weight-sync and judge checks). Open until whole-config validation
-# moves above them (docs/ARCHITECTURE.md "Sizes and what is still open"): the function-level imports made
-# by this module are the only ones a cycle may run through.
-OPEN_CYCLE = "promedical.deploy.config"
 
 
 def ranks_from(text: str) -> dict[str, int]:
@@ -160,11 +155,10 @@ def upward(every: list[tuple[str, int, str]], modules: dict[str, Path]) -> list[
 
 
 def late_cycles(every: list[tuple[str, int, str]], graph: dict[str, set[str]]) -> list[list[str]]:
-    """Cycles through any runnable import, function-level ones included, less the open one (OPEN_CYCLE)."""
+    """Cycles through any runnable import, function-level ones included."""
     late = {name: set(targets) for name, targets in graph.items()}
     for name, _, target in every:
-        if name != OPEN_CYCLE:
-            late[name].add(target)
+        late[name].add(target)
     return cycles(late)
 
 
