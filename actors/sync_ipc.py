@@ -9,7 +9,7 @@ refuses a payload whose version is not the one it was asked to load.
 
     share(named, version) -> IpcPayload     pure torch (benchmarks/gpu_check.py maps it in another process)
     ipc_share(policy, version, keep)        inside a Policy actor, through `__ray_call__`
-    CudaIpcSync                             the method (actors/weight_sync.py registers it)
+    (the method, CudaIpcSync, is in actors/weight_sync.py)
 """
 from __future__ import annotations
 
@@ -70,31 +70,3 @@ def ipc_share(policy: Any, version: int, keep: int = 0) -> IpcPayload:
     if keep:
         keep_snapshot(version, [(k, v.to("cpu")) for k, v in _STAGED[version]], keep)
     return payload
-
-
-@dataclass
-class CudaIpcSync:
-    """Colocated on GPU: generators map a staged copy of the policy's tensors through CUDA IPC handles.
-
-    Generator i maps the tensors of policy rank i mod N, the rank that shares its bundle (and GPU)
-    when both roles have N replicas colocated; a device mismatch fails with a clear error.
-    """
-
-    policy: Any          # PolicyGroup (ZeRO stage < 3: each rank holds whole tensors)
-    generators: Any      # GeneratorGroup
-    keep_versions: int = 0
-    method: str = "cuda_ipc"
-
-    def start(self, version: int) -> Any:
-        from promedical.actors.weight_sync import PendingSync
-
-        ranks = self.policy.handles
-        payloads = [h.__ray_call__.remote(ipc_share, version, self.keep_versions if k == 0 else 0)
-                    for k, h in enumerate(ranks)]
-        handles = list(self.generators.handles)
-        return PendingSync(version, [g.load_weights.remote(version, payloads[i % len(ranks)])
-                                     for i, g in enumerate(handles)], self.method, handles=handles)
-
-    def kept(self, version: int) -> Any:
-        from promedical.actors.sync_collective import policy_snapshot
-        return self.policy.handles[0].__ray_call__.remote(policy_snapshot, version)

@@ -25,8 +25,6 @@ from typing import Any, Protocol
 
 import ray
 
-from promedical.actors.sync_ipc import CudaIpcSync
-
 class WeightSyncError(RuntimeError):
     """A sync that cannot complete: a generator or the policy failed while loading a version."""
 
@@ -243,6 +241,38 @@ class CollectiveSync:
     def object_store_bytes(self) -> int:
         """Bytes a sync puts through the object store: none (the payload is a few kB, sent inline)."""
         return 0
+
+
+# ----------------------------------------------------------------------------- CUDA IPC
+
+
+@dataclass
+class CudaIpcSync:
+    """Colocated on GPU: generators map a staged copy of the policy's tensors through CUDA IPC handles.
+
+    Generator i maps the tensors of policy rank i mod N, the rank that shares its bundle (and GPU)
+    when both roles have N replicas colocated; a device mismatch fails with a clear error.
+    """
+
+    policy: Any          # PolicyGroup (ZeRO stage < 3: each rank holds whole tensors)
+    generators: Any      # GeneratorGroup
+    keep_versions: int = 0
+    method: str = "cuda_ipc"
+
+    def start(self, version: int) -> PendingSync:
+        from promedical.actors.sync_ipc import ipc_share
+
+        ranks = self.policy.handles
+        payloads = [h.__ray_call__.remote(ipc_share, version, self.keep_versions if k == 0 else 0)
+                    for k, h in enumerate(ranks)]
+        handles = list(self.generators.handles)
+        return PendingSync(version, [g.load_weights.remote(version, payloads[i % len(ranks)])
+                                     for i, g in enumerate(handles)], self.method, handles=handles)
+
+    def kept(self, version: int) -> Any:
+        """Ref of a version rank 0 keeps in host memory, as [(name, CPU tensor)] through the object store."""
+        from promedical.actors.sync_collective import policy_snapshot
+        return self.policy.handles[0].__ray_call__.remote(policy_snapshot, version)
 
 
 SYNC_METHODS = {"object_store": ObjectStoreSync, "collective": CollectiveSync, "nccl": CollectiveSync,
