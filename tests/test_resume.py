@@ -88,3 +88,41 @@ def test_only_the_last_checkpoints_are_kept_and_load_in_transformers(runs):
     assert names == ["step_000003", "step_000006"]
     model = AutoModelForCausalLM.from_pretrained(crashed.checkpoints_dir / "step_000006" / "policy")
     assert model.num_parameters() > 0
+
+
+# LoRA (model.lora): 2 ZeRO-3 ranks train the adapters; the reference is the base computed on those ranks.
+LORA_STEPS, LORA_EVERY, LORA_KILL_AFTER = 4, 2, 3
+LORA_ARGS = ["--config", "tiny", "--set", f"rollout.steps={LORA_STEPS}", "--set", f"run.checkpoint_every={LORA_EVERY}",
+             "--set", "model.lora.rank=8", "--set", "placement.roles.policy.replicas=2",
+             "--set", "trainer.zero_stage=3"]
+
+
+@pytest.fixture(scope="module")
+def lora_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume-lora")
+    full, crashed = base / "full", base / "crashed"
+    _finish(_train(*LORA_ARGS, "--run-dir", str(full)))
+    proc = _train(*LORA_ARGS, "--run-dir", str(crashed))
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if len(read_events(crashed / "metrics.msgpack")[0]) >= LORA_KILL_AFTER:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    _kill_group(proc)
+    _finish(_train("--resume", str(crashed)))
+    return RunDir(full), RunDir(crashed)
+
+
+def test_lora_resume_equals_the_uninterrupted_run(lora_runs):
+    from peft import PeftConfig
+
+    full, crashed = lora_runs
+    a, b = list(iter_events(full.metrics_path)), list(iter_events(crashed.metrics_path))
+    assert [e["step"] for e in b] == list(range(LORA_STEPS))
+    for x, y in zip(a, b):
+        assert y["grad_norm"] > 0
+        for key in COMPARED:
+            np.testing.assert_allclose(y[key], x[key], rtol=RTOL, atol=ATOL, err_msg=f"step {x['step']} {key}")
+    assert PeftConfig.from_pretrained(crashed.checkpoints_dir / "step_000004" / "policy").r == 8
+    assert not list((crashed.root / "logs").glob("reference-*.log"))
