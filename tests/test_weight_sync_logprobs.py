@@ -70,23 +70,17 @@ def test_sync_makes_generator_match_the_trained_policy(actors):
     assert ray.get(generator.version.remote()) == 1
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _syncer(method, policy, generator):
     from promedical.actors.groups import GeneratorGroup, PolicyGroup
     from promedical.actors.sync_collective import Rendezvous
     from promedical.actors.weight_sync import CollectiveSync, ObjectStoreSync, Syncer
+    from promedical.runtime.distributed import free_port
 
     group, generators = PolicyGroup([policy], zero_stage=0, mini_batches=1), GeneratorGroup([generator])
     if method == "object_store":
         return Syncer(ObjectStoreSync(group, generators), timeout_s=120)
     # 64 KiB buckets: the tiny model's 1.6 MB travel in many buckets, its 256 KiB embedding alone in one
-    spec = Rendezvous("127.0.0.1", _free_port(), world_size=2, backend="gloo", timeout_s=120)
+    spec = Rendezvous("127.0.0.1", free_port(), world_size=2, backend="gloo", timeout_s=120)
     return Syncer(CollectiveSync(group, generators, spec, bucket_bytes=64 * 2**10), timeout_s=120)
 
 
