@@ -131,78 +131,108 @@ def _lost_seconds(run, step: int) -> float:
     return float(sum(e.get("time_step", 0.0) for e in iter_events(run.metrics_path) if e["step"] >= step))
 
 
-def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[dict[str, Any]]) -> Path:
-    """One attempt at the run: build everything, restore if resuming, drive the loop to the end."""
-    from promedical.actors.groups import save_rollouts, wait_all
-    from promedical.deploy.actor_logs import route_actor_logs
-    from promedical.deploy.build import build_roles, resolve_models, start_ray
-    from promedical.deploy.console import Console
-    from promedical.deploy.placement_ray import release_placement_groups
-    from promedical.deploy.sinks import make_sinks
-    from promedical.rollout import checkpoint
-    from promedical.rollout.guards import BadSteps
-    from promedical.rollout.loop import LoopState, run_loop
-    from promedical.rollout.prompts import PromptSource
+def _open_run(cfg: Config, run_dir: Path, resume: bool, restarts: list[dict[str, Any]]):
+    """(run directory, its checkpoints, the checkpoint to restore or None, seconds a resume redoes)."""
     from promedical.storage.checkpoints import Checkpoints
-    from promedical.storage.metrics_log import MetricsLog, read_events
     from promedical.storage.run_dir import RunDir
 
-    records = load_prompts(cfg)             # bad input fails here, before any actor starts
-    policy_path, reward_path = resolve_models(cfg)
-    evaluate = in_training_eval(cfg, reward_path)
     run = RunDir(run_dir)
     checkpoints = Checkpoints(run.checkpoints_dir, keep=cfg.run.keep_checkpoints)
     redone = _lost_seconds(run, int(checkpoints.latest().name.split("_")[1])) if restarts else 0.0
     latest = _resume_point(run, checkpoints) if resume else None
     if not resume:
         run.create(dump_config(cfg))
+    return run, checkpoints, latest, redone
+
+
+def _open_console(cfg: Config, run, console, first: bool):
+    """The run's console, opened; the first attempt shows what each `auto` setting became."""
+    from promedical.deploy.console import Console
+
     console = console or Console(cfg.rollout.steps, run.root)
-    if not restarts:
+    if first:
         for key, text in cfg.resolved.items():
             console.note(f"{key}: {text}")
     console.open()
+    return console
+
+
+class _StepLog:
+    """After each step: replaced replicas and held-out metrics join its event, the rollouts are written
+    beside the driver, the event goes to the metric log, the sinks and the console; bad steps are counted."""
+
+    def __init__(self, cfg: Config, run, roles, evaluate, console, restarts: list[dict[str, Any]],
+                 redone: float, state) -> None:
+        from promedical.deploy.sinks import make_sinks
+        from promedical.rollout.guards import BadSteps
+        from promedical.storage.metrics_log import MetricsLog, read_events
+
+        self.cfg, self.run, self.roles, self.evaluate, self.console = cfg, run, roles, evaluate, console
+        self.log = MetricsLog(run.metrics_path)
+        for event in restarts[len(restarts) - 1:]:          # the one that led to this attempt
+            lost = time.time() - event.pop("failed_at") + redone
+            self.log.append({**event, "seconds_lost": round(lost, 3), "step": state.step,
+                             "policy_version": state.version})
+        # every restart of the run so far: earlier attempts' and earlier runs' (kept through a rewind)
+        self.restarts = sum(e.get("event") == "restart" for e in read_events(run.metrics_path)[0])
+        self.sinks = make_sinks(run.root, cfg.run.sinks)
+        self.bad_steps = BadSteps(cfg.run.max_bad_steps)
+
+    def __call__(self, step: int, batch, metrics: dict[str, Any]) -> None:
+        from promedical.actors.groups import save_rollouts, wait_all
+
+        healing = self.roles.healing
+        for event in healing.drain() if healing else []:
+            self.log.append({"event": "restart", **event, "step": step, "policy_version": metrics["policy_version"]})
+            self.restarts += 1
+        metrics["restarts"] = self.restarts
+        if self.evaluate:                    # held-out metrics join this step's event
+            metrics.update(self.evaluate(step, self.roles.generators.handles[0]))
+        if self.cfg.run.save_rollouts:       # assembled and written beside the driver, not through it
+            wait_all([save_rollouts(str(self.run.rollout_path(step)), batch)], timeout_s=ROLLOUT_WRITE_TIMEOUT_S)
+        self.log.append(metrics)
+        for sink in self.sinks:
+            sink.write(metrics)
+        self.console.step(metrics)
+        self.bad_steps.observe(step, metrics)   # BadValuesError after run.max_bad_steps bad steps in a row
+
+    def close(self, status: str, state) -> None:
+        """The last event marks the end, so `promedical metrics --follow` knows when to stop."""
+        self.log.append({"event": "run_end", "status": status, "step": state.step - 1,
+                         "policy_version": state.version})
+        self.log.close()
+        for sink in self.sinks:
+            sink.close()
+
+
+def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[dict[str, Any]]) -> Path:
+    """One attempt at the run: open the run directory and console, build the roles, restore if resuming,
+    drive the loop to the end."""
+    from promedical.deploy.actor_logs import route_actor_logs
+    from promedical.deploy.build import build_roles, resolve_models, start_ray
+    from promedical.deploy.placement_ray import release_placement_groups
+    from promedical.rollout import checkpoint
+    from promedical.rollout.loop import LoopState, run_loop
+    from promedical.rollout.prompts import PromptSource
+
+    records = load_prompts(cfg)             # bad input fails here, before any actor starts
+    policy_path, reward_path = resolve_models(cfg)
+    evaluate = in_training_eval(cfg, reward_path)
+    run, checkpoints, latest, redone = _open_run(cfg, run_dir, resume, restarts)
+    console = _open_console(cfg, run, console, first=not restarts)
     route_actor_logs(run.root / "logs")     # RUN_DIR/logs/<role>-<replica>.log, not the terminal
     start_ray(cfg.run.address)
     roles = build_roles(cfg, policy_path, reward_path)
     source = PromptSource(records, seed=cfg.run.seed, shuffle=cfg.data.shuffle)
-    settings = _settings(cfg)
     state = checkpoint.restore(latest, source, roles) if latest else LoopState()
-    log = MetricsLog(run.metrics_path)
-    for event in restarts[len(restarts) - 1:]:          # the one that led to this attempt
-        lost = time.time() - event.pop("failed_at") + redone
-        log.append({**event, "seconds_lost": round(lost, 3), "step": state.step, "policy_version": state.version})
-    # every restart of the run so far: earlier attempts' and earlier runs' (kept through a rewind)
-    restart_count = sum(e.get("event") == "restart" for e in read_events(run.metrics_path)[0])
-    sinks = make_sinks(run.root, cfg.run.sinks)
-    bad_steps = BadSteps(cfg.run.max_bad_steps)
-
-    def on_step(step: int, batch, metrics: dict[str, Any]) -> None:
-        nonlocal restart_count
-        for event in roles.healing.drain() if roles.healing else []:
-            log.append({"event": "restart", **event, "step": step, "policy_version": metrics["policy_version"]})
-            restart_count += 1
-        metrics["restarts"] = restart_count
-        if evaluate:                         # held-out metrics join this step's event
-            metrics.update(evaluate(step, roles.generators.handles[0]))
-        if cfg.run.save_rollouts:            # assembled and written beside the driver, not through it
-            wait_all([save_rollouts(str(run.rollout_path(step)), batch)], timeout_s=ROLLOUT_WRITE_TIMEOUT_S)
-        log.append(metrics)
-        for sink in sinks:
-            sink.write(metrics)
-        console.step(metrics)
-        bad_steps.observe(step, metrics)     # BadValuesError after run.max_bad_steps bad steps in a row
-
+    step_log = _StepLog(cfg, run, roles, evaluate, console, restarts, redone, state)
     status = "failed"
     try:
-        run_loop(roles, source, settings, state, on_step=on_step, checkpoint_every=cfg.run.checkpoint_every,
+        run_loop(roles, source, _settings(cfg), state, on_step=step_log, checkpoint_every=cfg.run.checkpoint_every,
                  on_checkpoint=lambda s: checkpoint.save(checkpoints, s, source, roles))
         status = "finished"
     finally:
-        # the last event marks the end, so `promedical metrics --follow` knows when to stop
-        log.append({"event": "run_end", "status": status, "step": state.step - 1, "policy_version": state.version})
-        log.close()
-        for sink in sinks:
-            sink.close()
+        step_log.close(status, state)
         release_placement_groups()
         route_actor_logs(None)              # actors started later in this process are not this run's
         console.close(status)
