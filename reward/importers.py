@@ -8,6 +8,7 @@ HealthBench (`[{criterion, points, tags}]`, tags `axis:*`, `level:*`, `cluster:*
 K-QA: Must_have statements -> proficiency (weight 1), Nice_to_have statements -> bonus.
 flat-points / flat-weighted: see reward/importers_flat.py.
 rar (Rubrics as Rewards) / rubrichub: their published Parquet or JSONL layouts, see reward/importers_rubricsets.py.
+medhallu / medsafetybench: outside safety sets as labelled veto records, see reward/importers_safety.py.
 """
 from __future__ import annotations
 
@@ -112,23 +113,25 @@ def _flat(kind: str) -> Callable[[list[Path]], list[RubricRecord]]:
     return run
 
 
-def _rubricset(name: str) -> Callable[[list[Path]], list[RubricRecord]]:
+def _rubricset(name: str, module: str = "importers_rubricsets") -> Callable[[list[Path]], list[RubricRecord]]:
     def run(paths: list[Path]) -> list[RubricRecord]:
-        from promedical.reward import importers_rubricsets
-        return getattr(importers_rubricsets, f"import_{name}")(paths)
+        import importlib
+        return getattr(importlib.import_module(f"promedical.reward.{module}"), f"import_{name}")(paths)
     return run
 
 
 IMPORTERS: dict[str, Callable[[list[Path]], list[RubricRecord]]] = {
     "healthbench": import_healthbench, "kqa": import_kqa,
     "flat-points": _flat("points"), "flat-weighted": _flat("weighted"),
-    "rar": _rubricset("rar"), "rubrichub": _rubricset("rubrichub")}
+    "rar": _rubricset("rar"), "rubrichub": _rubricset("rubrichub"),
+    "medhallu": _rubricset("medhallu", "importers_safety"),
+    "medsafetybench": _rubricset("medsafetybench", "importers_safety")}
 
 
 def expand_inputs(path: Path) -> list[Path]:
-    """A file, or every .json/.jsonl/.parquet file of a directory in name order."""
+    """A file, or every .json/.jsonl/.parquet/.csv file of a directory in name order."""
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".parquet"))
+        return sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".parquet", ".csv"))
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     return [path]
