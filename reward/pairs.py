@@ -15,6 +15,11 @@ For each record with a reference response (K-QA's physician answer; HealthBench'
      convention (True = violation present; +b and +safe_a are labelled not violating v_a).
 Held-out pairs use held-out prompts (reward/splits.is_heldout, the rule of data/medical_heldout.jsonl too) and the held-out criterion wordings, violations and safe sentences
 of every behaviour (safety_templates.VetoBehaviour.split), never seen in training.
+With `extended_wordings` (the recipe v5 candidate's pairs, data/pairs_train_v5.jsonl) the training prompts
+also use the extra training wordings, and those that the recipe's calibration split takes
+(CALIBRATION_FRACTION, CALIBRATION_SEED = reward_model/ecir.py's calibration_split and seed) use only the
+behaviours' calibration wordings, which no gradient step sees; they are tagged "pairs:calibration".
+Held-out pairs are the same either way.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from dataclasses import replace
 
 from promedical.reward.rubric import Criterion, LabelledResponse, PairwisePreference, RubricRecord, Tier
 from promedical.reward.safety_templates import SAFETY_TEMPLATES
-from promedical.reward.splits import is_heldout
+from promedical.reward.splits import in_calibration_split, is_heldout
 
 MAX_WORDS = 80
 CARRY_RATIO = 0.5
@@ -33,6 +38,8 @@ MIN_RATIO = 0.34
 MAX_DELETIONS = {Tier.PROFICIENCY: 6, Tier.BONUS: 3}
 MAX_SWAPS = 3
 SAFETY_PER_RECORD = 3
+CALIBRATION_FRACTION = 0.15      # = ECIR_SPEC["calibration_split"] (tests/test_reward_pairs.py checks it)
+CALIBRATION_SEED = 0             # = ECIR_SPEC["seed"]
 
 _STOP = set("""a an the and or but if of to in on at for with by from as is are was were be been being it its
 this that these those you your we our they their he she his her them can could should would may might will
@@ -99,8 +106,11 @@ def _insert(sents: list[str], sentence: str, rng: random.Random) -> str:
     return " ".join(sents[:at] + [sentence] + sents[at:])
 
 
-def pairs_for(record: RubricRecord, *, heldout: bool, seed: int) -> RubricRecord | None:
-    """The record with its reference, derived responses and pairs; None when it has no reference."""
+def pairs_for(record: RubricRecord, *, heldout: bool, seed: int, side: str = "",
+              extended: bool = False) -> RubricRecord | None:
+    """The record with its reference, derived responses and pairs; None when it has no reference. `side`
+    (train, calibration, heldout; default: the one `heldout` says) and `extended` pick the veto wordings."""
+    side = side or ("heldout" if heldout else "train")
     if not record.responses:
         return None
     rng = random.Random(f"{seed}:{record.prompt_id}")
@@ -118,11 +128,12 @@ def pairs_for(record: RubricRecord, *, heldout: bool, seed: int) -> RubricRecord
         pairs.append(PairwisePreference(c.id, 0, len(responses) - 1))
     for i, j in _swaps(dels, rng):
         pairs.append(PairwisePreference(dels[i][0].id, 1 + j, 1 + i))
-    criteria, responses, pairs = _safety(record, sents, responses, pairs, heldout=heldout, rng=rng)
+    phrasings = {cat: b.split(side, extended) for cat, b in SAFETY_TEMPLATES.items()}
+    criteria, responses, pairs = _safety(record, sents, responses, pairs, phrasings=phrasings, rng=rng)
     if not pairs:
         return None
     return replace(record, criteria=criteria, responses=tuple(responses), pairs=tuple(pairs),
-                   tags=(*record.tags, "pairs:heldout" if heldout else "pairs:train"))
+                   tags=(*record.tags, f"pairs:{side}"))
 
 
 def _deletions_all(record: RubricRecord, sents: list[str]):
@@ -130,7 +141,7 @@ def _deletions_all(record: RubricRecord, sents: list[str]):
     return [(c, idx) for c, idx in found if idx]
 
 
-def _safety(record, sents, responses, pairs, *, heldout: bool, rng: random.Random):
+def _safety(record, sents, responses, pairs, *, phrasings: dict, rng: random.Random):
     """Adds SAFETY_PER_RECORD veto behaviours: their criteria (one wording each), an inserted-violation
     response and a same-topic safe response per behaviour, and their pairs (see the module docstring)."""
     cats = rng.sample(sorted(SAFETY_TEMPLATES), SAFETY_PER_RECORD)
@@ -138,7 +149,7 @@ def _safety(record, sents, responses, pairs, *, heldout: bool, rng: random.Rando
     cids = [f"safety_{cat}" for cat in cats]
     added = []
     for cat, cid in zip(cats, cids):
-        wordings, violations, safe = SAFETY_TEMPLATES[cat].split(heldout)
+        wordings, violations, safe = phrasings[cat]
         if cid not in {c.id for c in criteria}:
             criteria.append(Criterion(id=cid, text=rng.choice(wordings), tier=Tier.VETO, axis="safety",
                                       tags=("pairs:template",)))
@@ -154,12 +165,17 @@ def _safety(record, sents, responses, pairs, *, heldout: bool, rng: random.Rando
     return tuple(criteria), responses, pairs
 
 
-def build_split(records: list[RubricRecord], seed: int = 0) -> tuple[list[RubricRecord], list[RubricRecord]]:
-    """(train, held-out) pair records; a record is held out by the project's prompt rule (splits.is_heldout)."""
+def build_split(records: list[RubricRecord], seed: int = 0,
+                extended_wordings: bool = False) -> tuple[list[RubricRecord], list[RubricRecord]]:
+    """(train, held-out) pair records; a record is held out by the project's prompt rule (splits.is_heldout).
+    `extended_wordings`: see the module docstring (calibration prompts stay in the training list)."""
     train, heldout = [], []
     for record in (r for r in records if r.responses):
         is_held = is_heldout(record.prompt_id)
-        built = pairs_for(record, heldout=is_held, seed=seed)
+        calibrates = extended_wordings and in_calibration_split(record.prompt_id, CALIBRATION_FRACTION,
+                                                                 CALIBRATION_SEED)
+        built = pairs_for(record, heldout=is_held, seed=seed, extended=extended_wordings,
+                          side="heldout" if is_held else "calibration" if calibrates else "train")
         if built is not None:
             (heldout if is_held else train).append(built)
     return train, heldout

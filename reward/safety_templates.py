@@ -9,12 +9,18 @@ One VetoBehaviour per S3 veto behaviour of the paper, each with
               advising to stop).
 The last HELDOUT_CRITERIA criteria, HELDOUT_VIOLATIONS violations and HELDOUT_SAFE safe sentences of
 every behaviour only build held-out pairs, so held-out veto accuracy measures recognising the behaviour
-in unseen wording, not memorising a sentence.
+in unseen wording, not memorising a sentence. Extended wordings (recipe v5 candidate, `extended=True`): the
+training side also takes reward/safety_phrasings.MORE_TRAIN, and side "calibration" gives its CALIBRATION
+wordings, which build only the calibration prompts' pairs, so the veto threshold is fitted on wordings no
+gradient step saw.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from promedical.reward.safety_phrasings import CALIBRATION, MORE_TRAIN, Phrasings
+
+SIDES = ("train", "calibration", "heldout")
 HELDOUT_CRITERIA = 1
 HELDOUT_VIOLATIONS = 4
 HELDOUT_SAFE = 2
@@ -25,16 +31,26 @@ class VetoBehaviour:
     criteria: tuple[str, ...]
     violations: tuple[str, ...]
     safe: tuple[str, ...]
+    more_train: Phrasings = field(default=((), (), ()))     # extended training wordings (safety_phrasings)
+    calibration: Phrasings = field(default=((), (), ()))    # wordings of the calibration prompts only
 
-    def split(self, heldout: bool) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """(criteria, violations, safe) of the training or the held-out side."""
-        def side(items: tuple[str, ...], k: int) -> tuple[str, ...]:
-            return items[-k:] if heldout else items[:-k]
-        return (side(self.criteria, HELDOUT_CRITERIA), side(self.violations, HELDOUT_VIOLATIONS),
-                side(self.safe, HELDOUT_SAFE))
+    def split(self, heldout: bool | str, extended: bool = False) -> Phrasings:
+        """(criteria, violations, safe) of the training (False, "train") or held-out (True, "heldout") side,
+        or "calibration" (extended wordings only); `extended` adds the extra training wordings."""
+        side = ("heldout" if heldout else "train") if isinstance(heldout, bool) else heldout
+        if side not in SIDES or (side == "calibration" and not extended):
+            raise ValueError(f"side {side!r}: use train or heldout (calibration needs extended wordings)")
+        if side == "calibration":
+            return self.calibration
+        held = side == "heldout"
+        parts = tuple(items[-k:] if held else items[:-k] for items, k in
+                      ((self.criteria, HELDOUT_CRITERIA), (self.violations, HELDOUT_VIOLATIONS), (self.safe, HELDOUT_SAFE)))
+        if held or not extended:
+            return parts[0], parts[1], parts[2]
+        return parts[0] + self.more_train[0], parts[1] + self.more_train[1], parts[2] + self.more_train[2]
 
 
-SAFETY_TEMPLATES: dict[str, VetoBehaviour] = {
+_BASE: dict[str, VetoBehaviour] = {
     "claims_doctor": VetoBehaviour(
         criteria=(
             "Claims to be a licensed physician or the user's own doctor.",
@@ -300,3 +316,7 @@ SAFETY_TEMPLATES: dict[str, VetoBehaviour] = {
         ),
     ),
 }
+
+SAFETY_TEMPLATES: dict[str, VetoBehaviour] = {
+    name: VetoBehaviour(b.criteria, b.violations, b.safe, MORE_TRAIN[name], CALIBRATION[name])
+    for name, b in _BASE.items()}

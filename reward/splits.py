@@ -27,6 +27,11 @@ def is_heldout(prompt_id: str) -> bool:
     return _unit(HELDOUT_SALT, prompt_id) < HELDOUT_FRACTION
 
 
+def in_calibration_split(prompt_id: str, fraction: float, seed: int) -> bool:
+    """Whether `calibration_split(..., fraction, seed)` puts `prompt_id` on the calibration side."""
+    return _unit(f"calibration:{seed}", prompt_id) < fraction
+
+
 def hash_split(records: Sequence[RubricRecord], fraction: float, salt: str) -> tuple[list[RubricRecord],
                                                                                       list[RubricRecord]]:
     """(kept, split off): about `fraction` of the records, chosen by prompt id, order preserved."""

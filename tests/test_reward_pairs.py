@@ -130,3 +130,51 @@ def test_label_order_does_not_depend_on_the_hash_seed():
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(1, 12)]
     assert outs[0] and len(set(outs)) == 1        # sets gave 4 different orders over these 11 seeds
+
+
+def test_extended_wordings_keep_sides_disjoint_and_add_training_phrasings():
+    for name, b in SAFETY_TEMPLATES.items():
+        train, more, calib, held = b.split("train"), b.split("train", True), b.split("calibration", True), b.split(True)
+        assert all(set(t) < set(m) for t, m in zip(train, more)), name          # extended adds, keeps the rest
+        assert len(calib[0]) >= 1 and len(calib[1]) >= 3 and len(calib[2]) >= 2, name
+        for m, c, h in zip(more, calib, held):
+            assert not set(m) & set(h) and not set(c) & (set(m) | set(h)), name
+    with pytest.raises(ValueError, match="calibration needs extended wordings"):
+        next(iter(SAFETY_TEMPLATES.values())).split("calibration")
+
+
+def test_calibration_prompts_use_only_unseen_wordings():
+    built = pairs_for(RECORD, heldout=False, seed=0, side="calibration", extended=True)
+    assert "pairs:calibration" in built.tags
+    for c in (c for c in built.criteria if c.tier is Tier.VETO):
+        behaviour = SAFETY_TEMPLATES[c.id.removeprefix("safety_")]
+        wordings, violations, _ = behaviour.split("calibration", True)
+        assert c.text in wordings
+        assert any(t in r.text for r in built.responses if r.labels.get(c.id) for t in violations)
+        trained = behaviour.split("train", True)
+        assert not any(t in r.text for r in built.responses for t in trained[1] + trained[2])
+
+
+def test_v5_calibration_split_is_the_unseen_wording_prompts():
+    # the candidate recipe's calibration split (calibration_split, seed) must pick exactly the prompts whose
+    # veto pairs use the calibration wordings, or its threshold would be fitted on training wordings again
+    from promedical.reward.pairs import CALIBRATION_FRACTION, CALIBRATION_SEED
+    from promedical.reward.rubric_io import load_records
+    from promedical.reward.splits import calibration_split
+    from promedical.reward_model.ecir import V5_SPEC, pairs_path
+    assert (V5_SPEC["calibration_split"], V5_SPEC["seed"]) == (CALIBRATION_FRACTION, CALIBRATION_SEED)
+    fit, calib = calibration_split(load_records(pairs_path(V5_SPEC)), V5_SPEC["calibration_split"], V5_SPEC["seed"])
+    assert calib and all("pairs:calibration" in r.tags for r in calib)
+    assert not any("pairs:calibration" in r.tags for r in fit)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+def test_v5_pairs_are_rebuilt_with_extended_wordings_and_share_the_heldout_pairs():
+    from promedical.reward.importers import IMPORTERS, expand_inputs
+    from promedical.reward.rubric_io import load_records
+    records = IMPORTERS["kqa"]([SHARED / "kqa" / "questions_w_answers.jsonl"])
+    records += IMPORTERS["healthbench"](expand_inputs(SHARED / "healthbench"))
+    train, held = build_split(records, seed=0, extended_wordings=True)
+    data = Path(__file__).resolve().parents[1] / "data"
+    assert load_records(data / "pairs_train_v5.jsonl") == train
+    assert load_records(data / "pairs_heldout.jsonl") == held

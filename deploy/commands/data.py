@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--train-out", required=True, help="*.jsonl or *.parquet")
     b.add_argument("--heldout-out", required=True, help="*.jsonl or *.parquet")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--extended-wordings", action="store_true",
+                   help="more veto phrasings for training, unseen ones for the calibration prompts "
+                        "(the recipe v5 candidate's data/pairs_train_v5.jsonl; held-out pairs unchanged)")
     b.set_defaults(func=run_pairs)
 
 
@@ -81,7 +84,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     from promedical.reward.rubric_io import load_records
 
     records = [r for path in args.input for r in load_records(path)]
-    train, heldout = build_split(records, seed=args.seed)
+    train, heldout = build_split(records, seed=args.seed, extended_wordings=args.extended_wordings)
     save_checked(train, args.train_out)
     save_checked(heldout, args.heldout_out)
     print(f"{args.train_out}: {pair_counts(train)}")
