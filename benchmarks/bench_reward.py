@@ -10,6 +10,9 @@
 
     python benchmarks/bench_reward.py [--backbone minilm|smollm2|DIR] [--pairs N] [--threads N] [--json OUT]
     python benchmarks/bench_reward.py --shipped     # the shipped minilm-ecir vs minilm-agnostic, no retraining
+    python benchmarks/bench_reward.py --backbone smollm2 --pairs 640 --epochs 1 --no-baseline --beside minilm-ecir
+        # the decoder trained here beside a shipped reward model (built once, cached): one held-out table,
+        # build seconds and scoring throughput of both
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def grade_batch(args) -> int:
 
 def recipe(args) -> TrainConfig:
     """ECIR_SPEC for MiniLM; the decoder recipe from the flags otherwise (same for both models)."""
-    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {})
+    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {}) | ({"epochs": args.epochs} if args.epochs else {})
     cfg = ecir_config(spec, threads=args.threads)
     if args.backbone != "minilm":
         cfg = replace(cfg, layout="prefix", fusion_layers=args.fusion_layers, freeze_layers=args.freeze,
@@ -51,7 +54,7 @@ def recipe(args) -> TrainConfig:
 def train_both(args, work: Path) -> dict:
     train = load_records(DATA / "pairs_train.jsonl")
     out = {}
-    for name, use in (("injected", True), ("baseline", False)):
+    for name, use in (("injected", True), ("baseline", False))[:1 if args.no_baseline else 2]:
         cfg = replace(recipe(args), use_criterion=use)
         start = time.perf_counter()
         summary = train_reward_model(resolve_model(args.backbone), train, work / name, cfg, log=lambda m: None)
@@ -172,12 +175,37 @@ def evaluate_shipped(args) -> None:
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
 
+def beside(args, models: dict, heldout) -> dict:
+    """Shipped reward model `args.beside` (built on first use, its build timed) evaluated on the same held-out
+    pairs as the model(s) trained here, and its throughput on the same group of triples."""
+    from promedical.reward_model.ecir import BUILD_FILE, SHIPPED_MODELS
+    from promedical.reward_model.models import resolve_reward_model
+
+    start = time.perf_counter()
+    path = resolve_reward_model(args.beside)      # a shipped name (built once if needed) or a checkpoint dir
+    resolve_s = time.perf_counter() - start
+    spec = SHIPPED_MODELS.get(args.beside, ECIR_SPEC)
+    grader = TrainedGrader(path, max_length=spec["max_length"], threads=args.threads, batch_size=64)
+    start = time.perf_counter()
+    report = evaluate(grader, heldout)
+    eval_s = time.perf_counter() - start
+    speed = throughput(Path(path), heldout, argparse.Namespace(**(vars(args) | {"backbone": "minilm"})))
+    build = json.loads((Path(path) / BUILD_FILE).read_text()).get("seconds") \
+        if (Path(path) / BUILD_FILE).exists() else None
+    return {"report": report, "resolve_seconds": resolve_s, "eval_seconds": eval_s, "throughput": speed,
+            "build_seconds": build}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=0, help=f"training pairs (default ECIR_SPEC: {ECIR_SPEC['pairs'] or 'all'})")
     p.add_argument("--heldout-records", type=int, default=0, help="evaluate on the first N held-out prompts (0 = all)")
     p.add_argument("--group", type=int, default=8, help="responses per rollout group in the throughput test")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--epochs", type=float, default=0, help="passes over the training pairs (default ECIR_SPEC's)")
+    p.add_argument("--no-baseline", action="store_true", help="train only the injected model (no agnostic twin)")
+    p.add_argument("--beside", default=None, metavar="NAME",
+                   help="also evaluate shipped reward model NAME (e.g. minilm-ecir) on the same pairs and triples")
     p.add_argument("--backbone", default="minilm", help="minilm (cross-encoder, ECIR_SPEC), smollm2, or a decoder dir")
     p.add_argument("--fusion-layers", type=int, default=0, help="decoder: top layers where criterion meets response (0 = all)")
     p.add_argument("--freeze", type=int, default=22, help="decoder: frozen lowest layers (and embeddings)")
@@ -207,13 +235,26 @@ def main() -> None:
                                    batch_size=grade_batch(args))
             reports[name] = evaluate(grader, heldout)
             m["eval_seconds"] = time.perf_counter() - start
-        print(f"\nheld-out: {len(heldout)} prompts of data/pairs_heldout.jsonl")
-        print(format_table(reports))
         speed = throughput(models["injected"]["dir"], heldout, args)
+        other = beside(args, models, heldout) if args.beside else None
+    if other:
+        reports[args.beside] = other["report"]
+    print(f"\nheld-out: {len(heldout)} prompts of data/pairs_heldout.jsonl")
+    print(format_table(reports))
+    print("seconds: " + json.dumps({k: {"train": round(m["train_seconds"], 1), "eval": round(m["eval_seconds"], 1)}
+                                    for k, m in models.items()}
+                                   | ({args.beside: {"build (recorded)": other["build_seconds"],
+                                                     "resolve": round(other["resolve_seconds"], 1),
+                                                     "eval": round(other["eval_seconds"], 1)}} if other else {})))
     report_throughput(speed)
+    if other:
+        print(f"({args.beside})", end="")
+        report_throughput(other["throughput"])
     if args.json:
         payload = {"reports": {k: json.loads(r.to_json()) for k, r in reports.items()}, "throughput": speed,
                    "train_seconds": {k: m["train_seconds"] for k, m in models.items()}}
+        if other:
+            payload["beside"] = {k: v for k, v in other.items() if k != "report"}
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
 
