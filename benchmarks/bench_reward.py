@@ -43,7 +43,8 @@ def grade_batch(args) -> int:
 
 def recipe(args) -> TrainConfig:
     """ECIR_SPEC for MiniLM; the decoder recipe from the flags otherwise (same for both models)."""
-    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {}) | ({"epochs": args.epochs} if args.epochs else {})
+    spec = ECIR_SPEC | ({"pairs": args.pairs} if args.pairs else {}) | ({"epochs": args.epochs} if args.epochs else {}) \
+        | ({"autocast": True} if args.autocast else {})
     cfg = ecir_config(spec, threads=args.threads)
     if args.backbone != "minilm":
         cfg = replace(cfg, layout="prefix", fusion_layers=args.fusion_layers, freeze_layers=args.freeze,
@@ -204,6 +205,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--epochs", type=float, default=0, help="passes over the training pairs (default ECIR_SPEC's)")
     p.add_argument("--no-baseline", action="store_true", help="train only the injected model (no agnostic twin)")
+    p.add_argument("--autocast", action="store_true", help="bf16-autocast training steps (TrainConfig.autocast_bf16)")
     p.add_argument("--beside", default=None, metavar="NAME",
                    help="also evaluate shipped reward model NAME (e.g. minilm-ecir) on the same pairs and triples")
     p.add_argument("--backbone", default="minilm", help="minilm (cross-encoder, ECIR_SPEC), smollm2, or a decoder dir")
