@@ -172,12 +172,12 @@ class _Policy:
     def train_step(self, step: StepBatch, seed: int) -> dict[str, float]:
         return {"loss": 0.0, "train_seconds": 0.04}
 
-
     def save(self, directory: str) -> None:
         pass
 
     def restore(self, directory: str) -> list[int]:
         return [0]
+
 
 class _Sync:
     def __init__(self, generators: _Generators) -> None:

@@ -97,12 +97,12 @@ class FakePolicy:
         self.trained.append((seed, step))
         return {"loss": 0.0, "kl": 0.0, "train_seconds": 0.04}
 
-
     def save(self, directory: str) -> None:
         pass
 
     def restore(self, directory: str) -> list[int]:
         return [0]
+
 
 class FakeSync:
     def __init__(self, generators: FakeGenerators) -> None:
