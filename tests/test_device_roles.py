@@ -2,7 +2,7 @@
 device (no GPU needed), under a guard that raises when one op mixes a CPU tensor with the model's.
 
 Meta tensors hold no values, so the guard answers the few value reads the roles make (`float(loss)`,
-`.tolist()`, `.cpu().numpy()`) with zeros of the right shape; everything else runs as written. The
+`.tolist()`, `.cpu().numpy()`) with zeros of the right shape (flags with True); everything else runs as written. The
 guard is stricter than CUDA in one way only (CUDA accepts a CPU index tensor); 0-dim CPU scalars mix
 with any device, as on CUDA.
 """
@@ -42,7 +42,9 @@ class DeviceGuard(TorchFunctionMode):
         if len(devices) > 1:
             raise RuntimeError(f"{name} mixes devices {sorted(devices)}: a tensor was built off the model's device")
         if name in _VALUE_READS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            stand_in = torch.zeros(args[0].shape, dtype=args[0].dtype)
+            # a flag reads True (so `finite` checks pass and the real loss is backpropagated), a number 0
+            fill = torch.ones if args[0].dtype == torch.bool else torch.zeros
+            stand_in = fill(args[0].shape, dtype=args[0].dtype)
             return stand_in if name == "cpu" else getattr(stand_in, name)()
         return func(*args, **kwargs)
 
@@ -164,7 +166,7 @@ def test_policy_logprobs_and_train_step_run_on_the_model_device(monkeypatch, tin
         values = policy.logprobs(batch)
         stats = policy.train_step(batch)
     assert [len(v) for v in values] == [len(r) for r in batch.column("response_ids").to_pylist()]
-    assert policy.engine.backwards == 2 and stats["microbatches"] == 2.0
+    assert policy.engine.backwards == 2 and stats["microbatches"] == 2.0 and stats["skipped_microbatches"] == 0.0
     grads = [p.grad for p in policy.engine.module.parameters() if p.grad is not None]
     assert grads and all(g.device == META for g in grads)
 
