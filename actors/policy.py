@@ -31,7 +31,7 @@ class Policy:
                  mini_batches: int, micro_batch_size: int, prompts_per_step: int, group_size: int, threads: int = 0,
                  schedule: LrSchedule = LrSchedule(), lora: LoraSettings = LoraSettings(),
                  export_dtype: str = "float32", rank: int = 0, world_size: int = 1,
-                 master_addr: str = "", master_port: int = 0) -> None:
+                 master_addr: str = "", master_port: int = 0, loss_inputs_dir: str = "") -> None:
         import torch
         use_cpu_accelerator_without_cuda()
         if world_size > 1:   # one rank of a data-parallel group: rendezvous at rank 0's address
@@ -72,6 +72,7 @@ class Policy:
         self.micro_batch_size = micro_batch_size
         self.zero_stage = zero_stage
         self.model_path = model_path
+        self.loss_inputs_dir = loss_inputs_dir   # run.loss_inputs_dir: each step's loss inputs saved there
         self.export_dtype = getattr(torch, export_dtype)   # dtype of the weights sent to generators
         self._version = 0
 
@@ -138,6 +139,7 @@ class Policy:
         import torch
         from promedical.actors.logprobs import (forward_logprobs_entropy, make_group_micro_batch,
                                                 plan_group_micro_batches)
+        from promedical.actors.loss_inputs import LossInputs
         from promedical.actors.losses import METRICS, grpo_loss, keep_mask, micro_batch_share
         from promedical.runtime.devices import autocast
 
@@ -165,6 +167,7 @@ class Policy:
         keep = keep.to(device)
         stats: dict[str, list[float]] = {key: [] for key in METRICS}
         grad_norms = []
+        inputs = LossInputs() if self.loss_inputs_dir else None
         self.engine.train()
         for m, mini in enumerate(share.minis):
             # exactly micro_per_mini micro-batches on every rank, so DeepSpeed steps the optimizer (and
@@ -185,6 +188,10 @@ class Policy:
                 terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
                                   torch.tensor(adv[rows], dtype=torch.float32, device=device), mask,
                                   settings=self.loss, entropy=entropy)
+                if inputs is not None:
+                    inputs.add(group_ids=[group_ids[i] for i in rows], row_index=list(rows),
+                               mini=m, tokens=mb.mask, logp=logp, old_logp=old_logp, behaviour_logp=pad(behaviour),
+                               ref_logp=pad(ref), advantages=torch.tensor(adv[rows]), mask=mask)
                 part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
                 # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
                 # each micro-batch contributes its part of the whole mini-batch's mean.
@@ -202,6 +209,8 @@ class Policy:
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
                 grad_norms.append(float(norm))
+        if inputs is not None:
+            inputs.write(self.loss_inputs_dir, self._version, self.rank)
         self._version += 1
         release_memory()
         out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}

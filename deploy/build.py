@@ -82,7 +82,7 @@ def policy_kwargs(cfg: Config, model_path: str) -> dict[str, Any]:
                 schedule=LrSchedule(a.lr_schedule, a.warmup_steps, cfg.rollout.steps),
                 mini_batches=a.mini_batches, micro_batch_size=a.micro_batch_size, lora=lora_settings(cfg),
                 prompts_per_step=cfg.rollout.prompts_per_step, group_size=cfg.rollout.group_size,
-                threads=torch_threads(cfg, "policy"),
+                threads=torch_threads(cfg, "policy"), loss_inputs_dir=cfg.run.loss_inputs_dir,
                 export_dtype="bfloat16" if cfg.generator.dtype == "bfloat16" else "float32")
 
 
@@ -198,8 +198,10 @@ def build_roles(cfg: Config, policy_path: str, reward_path: str | None,
     handles, pgs = place_actors(plan, classes, cfg.placement.timeout_s)
     healing = _healing(cfg, plan, classes, pgs)
     timeout = {role: cfg.fault.timeout_s.get(role, DEFAULT_TIMEOUTS_S[role]) for role in DEFAULT_TIMEOUTS_S}
+    # overlong=filter: the cut rows' tokens leave the mini-batch token counts too (they were left in, which
+    # scaled the kept rows' token-mean loss down by kept / all tokens; tests/test_algo_options.py caught it)
     policy = PolicyGroup(handles["policy"], zero_stage=cfg.trainer.zero_stage, mini_batches=cfg.algo.mini_batches,
-                         timeout_s=timeout["policy"])
+                         timeout_s=timeout["policy"], mask_truncated=cfg.rollout.overlong == "filter")
     generators = GeneratorGroup(handles["generator"], timeout_s=timeout["generator"], healing=healing)
     reference = ReferencePool("reference", handles["reference"], ["reference_seconds"],
                               timeout_s=timeout["reference"], healing=healing) if handles["reference"] \

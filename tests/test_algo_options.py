@@ -1,6 +1,12 @@
 """Each GRPO-variant option end to end: `promedical train --config tiny --set KEY=VALUE --set rollout.steps=3`
 exits 0 and RUN_DIR/metrics.msgpack holds the option's metrics, checked against their definitions.
 
+The loss options are checked from what entered the loss: each run saves the per-token loss inputs
+(run.loss_inputs_dir: log-ratios, IS and reference log-ratios, mask, advantages), the test recomputes
+the loss, the KL and the clip fractions from them with the configured options, by the definitions
+written here, and compares with the logged values; it also checks that the option's default would
+have logged something else, so a run where the option never reached the loss fails.
+
 Real runs (Ray, vLLM, DeepSpeed); options whose checks are independent share a run.
 """
 import math
@@ -9,7 +15,9 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
+from promedical.actors.loss_inputs import read_loss_inputs
 from promedical.rollout.advantages import grpo, rloo
 from promedical.storage.metrics_log import iter_events
 from promedical.storage.run_dir import RunDir
@@ -37,18 +45,96 @@ def check_population_std(events, table):
         np.testing.assert_allclose(a, grpo(r, g, std="population"), rtol=1e-5, atol=1e-5)
 
 
+LOSS_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "dual_clip_fraction", "ratio_outside_clip_fraction")
+# what the loss uses when an option is left unset (AlgoConfig's defaults)
+DEFAULTS = {"clip_eps_low": None, "clip_eps_high": None, "dual_clip": None, "loss_agg": "token_mean",
+            "kl_estimator": "k3"}
+
+
+def _kl(x, estimator):
+    """KL estimate per token from x = log(pi / ref)."""
+    if estimator == "k1":
+        return x
+    if estimator == "k2":
+        return 0.5 * x ** 2
+    y = np.clip(-x, -20, 20)
+    return np.exp(y) - y - 1
+
+
+def _aggregate(v, mask, token_row, rows, how, norm):
+    """One micro-batch's aggregate of per-token values `v` (its tokens only) over its rows."""
+    if how == "token_mean":
+        return (v * mask).sum() / max(mask.sum(), 1.0)
+    index = np.searchsorted(rows, token_row)
+    sums, counts = np.bincount(index, v * mask, len(rows)), np.bincount(index, mask, len(rows))
+    if how in ("seq_mean_token_mean", "seq_mean"):
+        return (sums / np.maximum(counts, 1.0)).mean()
+    return sums.mean() / (norm if how == "seq_mean_token_sum_norm" else 1.0)
+
+
+def recompute_loss(d, algo, rollout):
+    """The step's logged loss values from its loss inputs `d`, for the options in `algo` / `rollout`."""
+    low = algo["clip_eps"] if algo["clip_eps_low"] is None else algo["clip_eps_low"]
+    high = algo["clip_eps"] if algo["clip_eps_high"] is None else algo["clip_eps_high"]
+    row, mask = d["token_row"], d["mask"].astype(np.float64)
+    adv, ratio = d["row_advantage"][row].astype(np.float64), np.exp(d["log_ratio"].astype(np.float64))
+    unclipped, clipped = -ratio * adv, -np.clip(ratio, 1 - low, 1 + high) * adv
+    per_token, dual = np.maximum(unclipped, clipped), np.zeros(ratio.shape, bool)
+    if algo["dual_clip"] is not None:
+        cap = -algo["dual_clip"] * adv
+        dual = (adv < 0) & (per_token > cap)
+        per_token = np.where(adv < 0, np.minimum(per_token, cap), per_token)
+    per_token = per_token * np.minimum(np.exp(d["log_is"].astype(np.float64)), rollout["tis_cap"])
+    kl = _kl(d["log_ref_ratio"].astype(np.float64), algo["kl_estimator"])
+    flags = {"clip_fraction": clipped > unclipped, "dual_clip_fraction": dual,
+             "ratio_outside_clip_fraction": (ratio < 1 - low) | (ratio > 1 + high)}
+    out = dict.fromkeys(LOSS_METRICS, 0.0)
+    how, minis = algo["loss_agg"], np.unique(d["row_mini"])
+    for m in minis:
+        in_mini = np.isin(row, np.nonzero(d["row_mini"] == m)[0])
+        mini_tokens, mini_rows = max(mask[in_mini].sum(), 1.0), int((d["row_mini"] == m).sum())
+        for u in np.unique(d["row_micro"][d["row_mini"] == m]):
+            rows = np.nonzero(d["row_micro"] == u)[0]
+            t = np.isin(row, rows)
+            part = mask[t].sum() / mini_tokens if how == "token_mean" else len(rows) / mini_rows
+            out["policy_loss"] += part * _aggregate(per_token[t], mask[t], row[t], rows, how, rollout["max_new_tokens"])
+            out["kl"] += part * _aggregate(kl[t], mask[t], row[t], rows, how, rollout["max_new_tokens"])
+            for key, f in flags.items():
+                out[key] += part * (f[t] * mask[t]).sum() / max(mask[t].sum(), 1.0)
+    out = {k: v / len(minis) for k, v in out.items()}
+    out["loss"] = out["policy_loss"] + algo["kl_coef"] * out["kl"]
+    return out
+
+
+def check_loss_inputs(events, table, run_dir, options):
+    """Every run: the logged loss values are the loss recomputed from its inputs with the configured
+    options; for each loss option set, its default would have given other values."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    algo, rollout = config["algo"], config["rollout"]
+    inputs = [read_loss_inputs(run_dir / "loss_inputs" / f"step-{s:04d}-rank-0.npz") for s in range(STEPS)]
+    for e, d, groups, finish in zip(events, inputs, _per_step(table, "group_id"), _per_step(table, "finish_reason")):
+        assert (d["row_group_id"] == groups[d["row_index"]]).all()       # the inputs' rows are the stored rows
+        cut, rows = finish[d["row_index"]] == "length", len(d["row_index"])
+        kept, has_tokens = np.zeros(rows), np.bincount(d["token_row"], minlength=rows) > 0
+        np.maximum.at(kept, d["token_row"], d["mask"])
+        if rollout["overlong"] == "filter":           # rows cut at the budget have no loss tokens, the rest all
+            assert (kept == np.where(cut, 0.0, 1.0))[has_tokens].all() and cut.any()
+        got = recompute_loss(d, algo, rollout)
+        for key in LOSS_METRICS:
+            assert e[key] == pytest.approx(got[key], rel=1e-4, abs=1e-6), (e["step"], key)
+    for option in options:
+        section, key = option.split("=")[0].split(".")
+        if section == "algo" and key in DEFAULTS:
+            unset = {**algo, key: DEFAULTS[key]}
+            other = [recompute_loss(d, unset, rollout) for d in inputs]
+            assert any(e[k] != pytest.approx(o[k], rel=1e-3, abs=1e-5) for e, o in zip(events, other)
+                       for k in LOSS_METRICS), f"{option}: the run's data cannot tell it from its default"
+
+
 def check_clip(events, table):
     for e in events:
         assert 0 <= e["clip_fraction"] <= e["ratio_outside_clip_fraction"] + 1e-9 <= 1 + 1e-9
-
-
-def check_dual_clip(events, table):
-    check_clip(events, table)
-    assert all(0 <= e["dual_clip_fraction"] <= 1 for e in events)
-
-
-def check_loss(events, table):
-    assert all(math.isfinite(e["loss"]) and math.isfinite(e["policy_loss"]) for e in events)
+        assert math.isfinite(e["loss"])
 
 
 def check_dynamic_sampling(events, table):
@@ -71,9 +157,12 @@ def check_filter(events, table):
 
 
 def check_soft(events, table):
-    for e, lengths in zip(events, _per_step(table, "response_length")):
+    for e, lengths, r, g, a in zip(events, *(_per_step(table, c) for c in ("response_length", "reward", "group_id",
+                                                                            "advantage"))):
         # tiny: max_new_tokens 24, default buffer 16 -> penalty min(0, (8 - len) / 16)
-        assert e["overlong_penalty_mean"] == pytest.approx(np.minimum(0, (8 - lengths) / 16).mean(), abs=1e-6)
+        penalty = np.minimum(0, (8 - lengths) / 16)
+        assert e["overlong_penalty_mean"] == pytest.approx(penalty.mean(), abs=1e-6)
+        np.testing.assert_allclose(a, grpo(r + penalty, g), rtol=1e-5, atol=1e-5)   # the penalty reached the loss
 
 
 def check_cosine(events, table):
@@ -102,12 +191,14 @@ def check_gdpo(events, table):
 
 # Each run sets several options whose checks do not interfere (the suite's time: 6 runs, not 13);
 # every option is set with --set and checked against its definition in one of them.
+# Every run also checks its loss against its saved inputs (check_loss_inputs). The tiny run's second
+# mini-batch has ratios in about [0.5, 1.7]; dual_clip=1.3 (not the usual 3) caps some of them.
 RUNS = [
     (("algo.advantage=rloo", check_rloo), ("algo.clip_eps_low=0.1", check_clip),
-     ("algo.lr_schedule=cosine", check_cosine)),
+     ("algo.lr_schedule=cosine", check_cosine), ("algo.kl_estimator=k1", check_clip)),
     (("algo.std=population", check_population_std), ("algo.clip_eps_high=0.28", check_clip),
      ("algo.warmup_steps=2", check_warmup)),
-    (("algo.dual_clip=3.0", check_dual_clip), ("algo.loss_agg=seq_mean_token_sum_norm", check_loss),
+    (("algo.dual_clip=1.3", check_clip), ("algo.loss_agg=seq_mean_token_sum_norm", check_clip),
      ("reward.aggregator=lexicographic", check_lexicographic)),
     (("rollout.dynamic_sampling=true", check_dynamic_sampling),),
     (("rollout.overlong=filter", check_filter),),
@@ -119,7 +210,8 @@ def train(tmp_path, options: list[str]) -> RunDir:
     run_dir = tmp_path / "run"
     sets = [arg for option in options for arg in ("--set", option)]
     proc = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "tiny", *sets,
-                           "--set", f"rollout.steps={STEPS}", "--run-dir", str(run_dir)],
+                           "--set", f"rollout.steps={STEPS}", "--set", f"run.loss_inputs_dir={run_dir}/loss_inputs",
+                           "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return RunDir(run_dir)
@@ -134,5 +226,7 @@ def test_options_train_and_log_their_metrics(tmp_path, run):
     for e in events:
         assert EVERY_STEP <= set(e), EVERY_STEP - set(e)
         assert e["lr"] > 0 and (e["entropy"] > 0 or "rollout.overlong=filter" in options)
+    table = result.read_rollouts()
     for option, check in run:
-        check(events, result.read_rollouts())
+        check(events, table)
+    check_loss_inputs(events, table, result.root, options)
