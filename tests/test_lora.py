@@ -159,3 +159,27 @@ def test_a_target_module_the_model_lacks_exits_2_before_any_actor(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert len(lines) == 1 and "model.lora.target_modules: qkv_proj not a linear layer" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def lora_run(local_ray, tmp_path_factory):
+    """`promedical train --config tiny --set model.lora.rank=8 --set rollout.steps=3`."""
+    from promedical.deploy.run import train
+    from promedical.storage.run_dir import RunDir
+
+    run_dir = tmp_path_factory.mktemp("lora-run") / "run"
+    train(load_config("tiny", ["model.lora.rank=8", "rollout.steps=3"]), run_dir)
+    return RunDir(run_dir)
+
+
+def test_lora_run_has_no_reference_actor_and_trains_every_step(lora_run):
+    from promedical.storage.metrics_log import iter_events
+
+    logs = sorted(p.name for p in (lora_run.root / "logs").iterdir())
+    assert "policy-0.log" in logs and not [n for n in logs if n.startswith("reference-")]
+    events = list(iter_events(lora_run.metrics_path))
+    assert [e["step"] for e in events] == list(range(3))
+    assert all(e["grad_norm"] > 0 for e in events)
+    assert events[-1]["kl"] > events[0]["kl"] > 0           # the adapters move the policy off the base
+    table = lora_run.read_rollouts()
+    assert all(len(r) == n for r, n in zip(table["ref_logprobs"].to_pylist(), table["response_length"].to_pylist()))

@@ -44,15 +44,14 @@ def _kill_group(proc):
         pass
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("resume")
+def _crash_and_resume(base, args, kill_after):
+    """An uninterrupted run, and one killed after `kill_after` steps then resumed: (full, crashed, killed at)."""
     full, crashed = base / "full", base / "crashed"
-    _finish(_train(*ARGS, "--run-dir", str(full)))
-    proc = _train(*ARGS, "--run-dir", str(crashed))
+    _finish(_train(*args, "--run-dir", str(full)))
+    proc = _train(*args, "--run-dir", str(crashed))
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if len(read_events(crashed / "metrics.msgpack")[0]) >= KILL_AFTER:
+        if len(read_events(crashed / "metrics.msgpack")[0]) >= kill_after:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -60,6 +59,11 @@ def runs(tmp_path_factory):
     killed_at = len(read_events(crashed / "metrics.msgpack")[0])
     _finish(_train("--resume", str(crashed)))
     return RunDir(full), RunDir(crashed), killed_at
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return _crash_and_resume(tmp_path_factory.mktemp("resume"), ARGS, KILL_AFTER)
 
 
 def test_metrics_after_resume_equal_the_uninterrupted_run(runs):
@@ -99,25 +103,14 @@ LORA_ARGS = ["--config", "tiny", "--set", f"rollout.steps={LORA_STEPS}", "--set"
 
 @pytest.fixture(scope="module")
 def lora_runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("resume-lora")
-    full, crashed = base / "full", base / "crashed"
-    _finish(_train(*LORA_ARGS, "--run-dir", str(full)))
-    proc = _train(*LORA_ARGS, "--run-dir", str(crashed))
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if len(read_events(crashed / "metrics.msgpack")[0]) >= LORA_KILL_AFTER:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    _kill_group(proc)
-    _finish(_train("--resume", str(crashed)))
-    return RunDir(full), RunDir(crashed)
+    return _crash_and_resume(tmp_path_factory.mktemp("resume-lora"), LORA_ARGS, LORA_KILL_AFTER)
 
 
 def test_lora_resume_equals_the_uninterrupted_run(lora_runs):
     from peft import PeftConfig
 
-    full, crashed = lora_runs
+    full, crashed, killed_at = lora_runs
+    assert killed_at >= LORA_KILL_AFTER
     a, b = list(iter_events(full.metrics_path)), list(iter_events(crashed.metrics_path))
     assert [e["step"] for e in b] == list(range(LORA_STEPS))
     for x, y in zip(a, b):
