@@ -16,8 +16,6 @@ from promedical.runtime.memory import release_memory
 from promedical.actors.interfaces import PromptRequest
 from promedical.storage.schema import GENERATION_FIELDS, columns_batch
 
-CPU_BLOCK_TOKENS = 32     # KV block on CPU: a multiple of 32 (vLLM-CPU's kernels), small enough to cache short prompts
-
 
 def _configure_cpu_env(omp_threads_bind: str, kv_cache_gib: float) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -51,15 +49,13 @@ class Generator:
             kwargs["tensor_parallel_size"] = tensor_parallel_size
             # colocated on a GPU: weights go to host memory and the KV cache is freed while the policy trains
             kwargs["enable_sleep_mode"] = sleep_between_steps
-        else:   # vLLM-CPU's default 128-token blocks would leave most prompts (median 45 tokens) uncached
-            kwargs["block_size"] = CPU_BLOCK_TOKENS
         if lora_rank:   # model.lora: the policy's adapter arrives by version and is served by name (load_weights)
             from promedical.actors.lora import vllm_max_lora_rank
             kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(lora_rank), max_loras=1)
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
                        max_model_len=max_prompt_tokens + max_new_tokens,
                        worker_extension_cls="promedical.actors.vllm_extension.WeightLoader",
-                       logprobs_mode="processed_logprobs", enable_prefix_caching=True,   # see _prefill_prompts
+                       logprobs_mode="processed_logprobs", enable_prefix_caching=False,
                        # whole-prompt prefill: vLLM-CPU cannot rewind a seeded sampler across chunks
                        enable_chunked_prefill=False, max_num_batched_tokens=max(
                            16384, max_prompt_tokens + max_new_tokens), **kwargs)
@@ -95,7 +91,6 @@ class Generator:
                                        max_tokens=self.max_new_tokens, logprobs=0,
                                        seed=zlib.crc32(f"{self.seed}:{p.group_id}".encode()))
                   for p in prompts]
-        self._prefill_prompts(token_prompts)
         outputs = self.llm.generate(token_prompts, params, use_tqdm=False, lora_request=self._lora)
         elapsed = time.perf_counter() - start
         cols: dict[str, list] = {f.name: [] for f in GENERATION_FIELDS}
@@ -119,17 +114,6 @@ class Generator:
             self.llm.sleep(level=1)
             self.asleep = True
         return columns_batch(GENERATION_FIELDS, cols)
-
-    def _prefill_prompts(self, token_prompts: list[dict]) -> None:
-        """Run each prompt once, so its G samples read the prompt's KV blocks from the prefix cache.
-
-        vLLM runs the G samples of a prompt (n=G) as G requests, each prefilling the whole prompt: G times
-        the prompt's compute (the prefill of a 2-core demo step). The cache is emptied first, so blocks
-        computed with earlier weights never serve the current version (weights change between calls).
-        """
-        self.llm.reset_prefix_cache()
-        self.llm.generate(token_prompts, self._SamplingParams(max_tokens=1), use_tqdm=False,
-                          lora_request=self._lora)
 
     def _wake(self) -> None:
         if self.asleep:
