@@ -283,7 +283,8 @@ def choose_method(requested: str, *, cuda: bool, generator_shares_policy_gpu: bo
                   generators_share_gpus: bool = False, tensor_parallel_size: int = 1, adapters: bool = False) -> str:
     """`placement.weight_sync`; auto picks by device and placement (deploy/sync_plan.py gives the facts):
 
-        object_store  on CPU (measured faster there than gloo: benchmarks/bench_weight_sync.py, README);
+        object_store  on CPU (the path the whole CPU suite runs; gloo measured 1.1-1.6x faster per sync,
+                      README, but auto was not switched untested);
                       LoRA adapters; tensor-parallel generators; when two NCCL ranks could share a GPU
         cuda_ipc      each generator on its policy rank's GPU (colocated, one GPU per bundle), ZeRO < 3
         collective    on GPUs otherwise: split placement, and ZeRO-3 (each bucket gathered, then broadcast)

@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bucket-mb", type=float, default=64.0)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="ZeRO-3 policy rank counts")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
 
@@ -92,7 +93,7 @@ def main() -> None:
     start_ray("")
     rows, version = [], 1
     generators = None
-    for ranks in (1, 2):
+    for ranks in args.ranks:
         # dtypes resolved as `promedical train` resolves them (bf16 where this CPU computes it natively)
         cfg = resolve_auto_dtypes(load_config("demo", CONFIG + [f"placement.roles.policy.replicas={ranks}"]))
         dtype = policy_kwargs(cfg, path)["export_dtype"]

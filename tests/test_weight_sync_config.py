@@ -34,7 +34,7 @@ def test_a_sync_the_placement_cannot_carry_exits_2_with_one_line(preset, sets, l
 
 
 @pytest.mark.parametrize("preset, sets, method", [
-    ("tiny", [], "object_store"),                                    # CPU: measured faster there (README)
+    ("tiny", [], "object_store"),                                    # CPU: the suite's path (README)
     ("tiny", ["placement.weight_sync=collective", "trainer.zero_stage=3", "placement.roles.policy.replicas=2"],
      "collective"),
     ("qwen3-8b", [], "collective"),                                  # ZeRO-3, each generator on a GPU of its own
