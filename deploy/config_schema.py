@@ -85,7 +85,7 @@ class AlgoConfig:
 class RewardConfig:
     # The default grader is the zero-shot MiniLM cosine: topical, so it scores a refusal like a violation (a
     # smoke test, not a reward); the demo preset and real runs set grader: trained (README "Rewards").
-    grader: str = "similarity"           # registry: rule, similarity, trained
+    grader: str = "similarity"           # registry: rule, similarity, trained, judge (an LLM judge)
     model: str = "minilm"                # "minilm", "minilm-ecir" (built on first use) or an HF dir
     aggregator: str = "promedical"       # registry: promedical, no_veto, scalar, lexicographic, gdpo (README)
     # the reward shape's defaults are RewardShape's own (reward/aggregate.py: why these values)
