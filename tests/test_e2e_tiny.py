@@ -26,10 +26,10 @@ def tiny_run(tmp_path_factory, local_ray):
 
 def test_run_dir_holds_resolved_config_metrics_and_rollouts(tiny_run):
     cfg, run = tiny_run
-    import dataclasses
+    from promedical.deploy.auto_dtypes import resolve_auto_dtypes
     saved = load_config(str(run.config_path))
-    assert dataclasses.replace(saved, resolved={}) == dataclasses.replace(cfg, resolved={})   # resolved: what auto became
-    assert saved.resolved
+    assert saved == resolve_auto_dtypes(cfg)     # every `auto` dtype concrete, and `resolved:` says what it became
+    assert saved.resolved and "auto" not in {saved.model.train_dtype, saved.reward.dtype, saved.generator.dtype}
     events = list(iter_events(run.metrics_path))
     assert [e["step"] for e in events] == list(range(STEPS))
     assert [e["policy_version"] for e in events] == list(range(1, STEPS + 1))
