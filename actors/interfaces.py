@@ -144,6 +144,12 @@ class PolicyGroup(Protocol):
     def restore(self, directory: str) -> list[int]: ...           # each rank's restored version
 
 
+class RestartLog(Protocol):
+    """Replicas replaced during the run (actors/healing.py Healing), handed out once per step."""
+
+    def drain(self) -> list[dict]: ...                           # role, replica, cause, seconds_lost
+
+
 class WeightSyncer(Protocol):
     """Policy -> generators by version (actors/weight_sync.py): start queues, wait blocks or raises."""
 

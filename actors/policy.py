@@ -136,90 +136,86 @@ class Policy:
         loss statistics are this rank's part of the mini-batch means: summed over ranks they are the
         means of the whole batch. grad_norm is global.
         """
-        import torch
-        from promedical.actors.logprobs import (forward_logprobs_entropy, make_group_micro_batch,
-                                                plan_group_micro_batches)
         from promedical.actors.loss_inputs import LossInputs
-        from promedical.actors.losses import METRICS, grpo_loss, keep_mask, micro_batch_share
-        from promedical.runtime.devices import autocast
+        from promedical.actors.losses import METRICS, keep_mask
+        from promedical.actors.policy_rows import StepTally, step_rows
 
         start = time.perf_counter()
-        device = self._device()
         lr = self._set_lr()
-        prompts, responses, lengths, group_ids = self._columns(batch)
         keep = keep_mask(batch.column("finish_reason").to_pylist(), self.loss.mask_truncated)
         # proximal policy = the weights before this step's updates; with one update per step they are the
         # weights doing the forward pass, so logp.detach() is exact and saves a whole forward pass
         old = self.logprobs(batch) if self.mini_batches > 1 else None
-        adv = batch.column("advantage").to_numpy(zero_copy_only=False)
-        ref = batch.column("ref_logprobs").to_pylist()
-        behaviour = batch.column("behaviour_logprobs").to_pylist()
-        # bad values never train: rows the driver masked (non-finite reward) and rows with non-finite
-        # logprobs leave the loss, their values zeroed so no NaN reaches it (rollout/guards.py)
-        usable, bad_logprobs = usable_rows(batch.column("loss_mask").to_numpy(zero_copy_only=False), adv,
-                                           behaviour, ref)
-        if share is None:   # token counts of the rows that stay in the loss (overlong=filter, bad rows drop some)
-            kept = [n * int(k and u) for n, k, u in zip(lengths, keep.tolist(), usable.tolist())]
-            share = rank_shares(group_ids, kept, mini_batches=self.mini_batches, ranks=1, seed=self._version)[0][1]
-        adv, behaviour, ref = np.where(usable, adv, 0.0), _zeroed(behaviour, usable), _zeroed(ref, usable)
-        old = _zeroed(old, usable) if old is not None else None
-        usable_t, skipped, ran = torch.from_numpy(usable.astype(np.float32)).to(device), 0, 0
-        keep = keep.to(device)
-        stats: dict[str, list[float]] = {key: [] for key in METRICS}
-        grad_norms = []
+        rows = step_rows(batch, keep, old, self._device())
+        if share is None:   # this rank alone: its mini-batches from the tokens that stay in the loss
+            share = rank_shares(rows.group_ids, rows.kept_tokens(), mini_batches=self.mini_batches, ranks=1,
+                                seed=self._version)[0][1]
+        tally = StepTally(METRICS)
         inputs = LossInputs() if self.loss_inputs_dir else None
         self.engine.train()
         for m, mini in enumerate(share.minis):
-            # exactly micro_per_mini micro-batches on every rank, so DeepSpeed steps the optimizer (and
-            # averages the ranks' gradients) once per mini-batch
-            groups = plan_group_micro_batches(group_ids, list(mini), self.micro_batch_size)
-            if len(groups) != self.micro_per_mini:
-                raise ValueError(f"policy rank {self.rank}: {len(groups)} micro-batches in mini-batch {m}, "
-                                 f"expected {self.micro_per_mini}")
-            mini_tokens, mini_rows = max(1, share.mini_tokens[m]), share.mini_rows[m]
-            for rows in groups:
-                mb = make_group_micro_batch(prompts, responses, rows).to(device)
-                pad = lambda seqs: _pad([seqs[i] for i in rows], mb.mask.shape[1], device)
-                with autocast(device, self._bf16()):
-                    logp, entropy = forward_logprobs_entropy(self._forward_model(), mb, self.hp["temperature"],
-                                                             shared_prefix=self.zero_stage != 3)
-                old_logp = pad(old) if old is not None else logp.detach()
-                mask = mb.mask * (keep[rows] * usable_t[rows]).unsqueeze(-1)
-                terms = grpo_loss(logp, old_logp, pad(behaviour), pad(ref),
-                                  torch.tensor(adv[rows], dtype=torch.float32, device=device), mask,
-                                  settings=self.loss, entropy=entropy)
-                if inputs is not None:
-                    inputs.add(group_ids=[group_ids[i] for i in rows], row_index=list(rows),
-                               mini=m, tokens=mb.mask, logp=logp, old_logp=old_logp, behaviour_logp=pad(behaviour),
-                               ref_logp=pad(ref), advantages=torch.tensor(adv[rows]), mask=mask)
-                part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(rows), mini_rows)
-                # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so
-                # each micro-batch contributes its part of the whole mini-batch's mean.
-                finite = self._on_every_rank(bool(torch.isfinite(terms.loss)))
-                skipped, ran = skipped + (not finite), ran + 1
-                if finite:
-                    self.engine.backward(terms.loss * part * self.micro_per_mini * self.world_size)
-                else:
-                    self._backward_zero()
-                if rows is groups[-1] and self.zero_stage == 0 and not self._bf16():
-                    grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
-                self.engine.step()
-                for key in stats:
-                    stats[key].append(float(getattr(terms, key).detach()) * part if finite else 0.0)
-            norm = self.engine.get_global_grad_norm()
-            if norm is not None:
-                grad_norms.append(float(norm))
+            self._train_mini_batch(rows, m, list(mini), share, tally, inputs)
         if inputs is not None:
             inputs.write(self.loss_inputs_dir, self._version, self.rank)
         self._version += 1
         release_memory()
-        out = {k: float(np.sum(v)) / self.mini_batches for k, v in stats.items()}
-        out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+        out = tally.metrics(self.mini_batches, rows)
         out["lr"] = lr
-        out.update(nonfinite_logprob_rows=float(bad_logprobs), masked_rows=float((~usable).sum()),
-                   skipped_microbatches=float(skipped), microbatches=float(ran))
         out["train_seconds"] = time.perf_counter() - start
         return out
+
+    def _train_mini_batch(self, rows, m: int, mini: list[int], share: RankShare, tally, inputs) -> None:
+        """Mini-batch `m`: exactly micro_per_mini micro-batches on every rank, so DeepSpeed steps the
+        optimizer (and averages the ranks' gradients) once per mini-batch."""
+        from promedical.actors.logprobs import plan_group_micro_batches
+
+        groups = plan_group_micro_batches(rows.group_ids, mini, self.micro_batch_size)
+        if len(groups) != self.micro_per_mini:
+            raise ValueError(f"policy rank {self.rank}: {len(groups)} micro-batches in mini-batch {m}, "
+                             f"expected {self.micro_per_mini}")
+        for micro in groups:
+            self._train_micro_batch(rows, m, micro, (max(1, share.mini_tokens[m]), share.mini_rows[m]), tally,
+                                    inputs, last=micro is groups[-1])
+        norm = self.engine.get_global_grad_norm()
+        if norm is not None:
+            tally.grad_norms.append(float(norm))
+
+    def _train_micro_batch(self, rows, m: int, micro: list[int], mini_size: tuple[int, int], tally, inputs,
+                           last: bool) -> None:
+        """Forward, loss and backward of one micro-batch, weighted by its share of the mini-batch mean."""
+        import torch
+        from promedical.actors.logprobs import forward_logprobs_entropy, make_group_micro_batch
+        from promedical.actors.losses import grpo_loss, micro_batch_share
+        from promedical.runtime.devices import autocast
+
+        device = self._device()
+        mb = make_group_micro_batch(rows.prompts, rows.responses, micro).to(device)
+        width = mb.mask.shape[1]
+        with autocast(device, self._bf16()):
+            logp, entropy = forward_logprobs_entropy(self._forward_model(), mb, self.hp["temperature"],
+                                                     shared_prefix=self.zero_stage != 3)
+        old_logp = rows.padded(rows.old, micro, width, device) if rows.old is not None else logp.detach()
+        behaviour, ref = rows.padded(rows.behaviour, micro, width, device), rows.padded(rows.ref, micro, width, device)
+        advantages = torch.tensor(rows.adv[micro], dtype=torch.float32, device=device)
+        mask = mb.mask * (rows.keep[micro] * rows.usable[micro]).unsqueeze(-1)
+        terms = grpo_loss(logp, old_logp, behaviour, ref, advantages, mask, settings=self.loss, entropy=entropy)
+        if inputs is not None:
+            inputs.add(group_ids=[rows.group_ids[i] for i in micro], row_index=list(micro), mini=m,
+                       tokens=mb.mask, logp=logp, old_logp=old_logp, behaviour_logp=behaviour, ref_logp=ref,
+                       advantages=torch.tensor(rows.adv[micro]), mask=mask)
+        mini_tokens, mini_rows = mini_size
+        part = micro_batch_share(self.loss.loss_agg, float(mask.sum()), mini_tokens, len(micro), mini_rows)
+        # DeepSpeed divides by gradient_accumulation_steps and averages over ranks; undo both so each
+        # micro-batch contributes its part of the whole mini-batch's mean
+        finite = self._on_every_rank(bool(torch.isfinite(terms.loss)))
+        if finite:
+            self.engine.backward(terms.loss * part * self.micro_per_mini * self.world_size)
+        else:
+            self._backward_zero()
+        if last and self.zero_stage == 0 and not self._bf16():
+            tally.grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed keeps none here
+        self.engine.step()
+        tally.add(terms, part, finite)
 
     def _on_every_rank(self, flag: bool) -> bool:
         """True when `flag` holds on every rank: ranks skip a micro-batch together, since DeepSpeed's
@@ -344,29 +340,6 @@ def load_checkpoint(policy: "Policy", directory: str) -> int:
     policy._version = int(client["version"])
     torch.set_rng_state(client["torch_rng"])
     return policy._version
-
-
-def usable_rows(loss_mask, advantages, behaviour: list[list[float]], ref: list[list[float]]
-                ) -> tuple[np.ndarray, int]:
-    """(N,) bool: rows that may enter the loss (driver's loss_mask, finite advantage and logprobs), and
-    how many rows have non-finite behaviour or reference logprobs."""
-    finite = lambda seq: bool(np.isfinite(np.asarray(seq, dtype=np.float64)).all())  # noqa: E731
-    logprobs_ok = np.array([finite(b) and finite(r) for b, r in zip(behaviour, ref)], dtype=bool)
-    usable = np.asarray(loss_mask, dtype=bool) & logprobs_ok & np.isfinite(np.asarray(advantages, dtype=np.float64))
-    return usable, int((~logprobs_ok).sum())
-
-
-def _zeroed(seqs: list[list[float]], usable: np.ndarray) -> list[list[float]]:
-    return [s if ok else [0.0] * len(s) for s, ok in zip(seqs, usable.tolist())]
-
-
-def _pad(seqs: list[list[float]], width: int, device=None):
-    """(len(seqs), width) float32, right-padded with 0, built on the host and copied to `device` once."""
-    import torch
-    out = torch.zeros(len(seqs), width)
-    for j, s in enumerate(seqs):
-        out[j, : len(s)] = torch.tensor(s[:width], dtype=torch.float32)
-    return out if device is None else out.to(device)
 
 
 def _grad_norm(module) -> float:

@@ -198,7 +198,7 @@ def problems(cfg: Config) -> list[str]:
     if cfg.run.eval_every < 0 or (cfg.run.eval_every and not cfg.run.eval_prompts):
         out.append(f"run.eval_every={cfg.run.eval_every}: must be >= 0, and > 0 needs run.eval_prompts "
                    f"(a held-out rubric file)")
-    from promedical.deploy.sinks import SINKS
+    from promedical.observe.sinks import SINKS
     out += [f"run.sinks: {s!r} is unknown; choose from {sorted(SINKS)}" for s in cfg.run.sinks if s not in SINKS]
     out += _scale_problems(cfg) + lora_problems(cfg)
     out += weight_sync_problems(cfg.placement, cfg.generator.replicas, zero_stage=cfg.trainer.zero_stage,

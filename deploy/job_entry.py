@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from promedical.deploy.metrics_view import DONE_MARKER, END_PREFIX, METRICS_PREFIX, to_json
+from promedical.observe.metrics_view import DONE_MARKER, END_PREFIX, METRICS_PREFIX, to_json
 
 ECHO_POLL_S = 0.5
 

@@ -114,11 +114,11 @@ def start_actor(slot: ActorSlot, cls_kwargs: tuple[type, Any], pgs: dict[str, An
     """One actor in `slot`'s bundle (also how a dead replica is replaced in place)."""
     import ray
 
-    from promedical.deploy.actor_logs import log_options
+    from promedical.observe.actor_logs import log_options
 
     cls, kwargs = cls_kwargs
     kwargs = kwargs(slot, pgs) if callable(kwargs) else kwargs
-    options = actor_options(slot, pgs[slot.group]) | log_options(slot.role, slot.replica)  # deploy/actor_logs.py
+    options = actor_options(slot, pgs[slot.group]) | log_options(slot.role, slot.replica)  # observe/actor_logs.py
     return ray.remote(cls).options(**options).remote(**kwargs)
 
 

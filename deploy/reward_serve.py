@@ -20,7 +20,7 @@ from typing import Any
 
 from ray import serve
 
-from promedical.deploy.actor_logs import quiet_driver_warnings
+from promedical.observe.actor_logs import quiet_driver_warnings
 from promedical.reward.aggregate import RewardShape
 
 MAX_BODY_BYTES = 64 << 20            # one request: 64 MiB of JSON is far past any rollout batch

@@ -97,7 +97,7 @@ def _resume_point(run, checkpoints):
 def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Path:
     """Run `cfg` to completion in `run_dir` (continuing its latest checkpoint if `resume`).
 
-    `console` (deploy/console.py) shows the progress; by default plain lines, live on a terminal.
+    `console` (observe/console.py) shows the progress; by default plain lines, live on a terminal.
     Generator, reward and reference replicas heal inside an attempt (actors/healing.py); a failure they
     do not cover (a lost policy rank) resumes the run from its latest checkpoint, up to
     `fault.resume_attempts` times, each recorded as a restart event in the metric log.
@@ -147,7 +147,7 @@ def _open_run(cfg: Config, run_dir: Path, resume: bool, restarts: list[dict[str,
 
 def _open_console(cfg: Config, run, console, first: bool):
     """The run's console, opened; the first attempt shows what each `auto` setting became."""
-    from promedical.deploy.console import Console
+    from promedical.observe.console import Console
 
     console = console or Console(cfg.rollout.steps, run.root)
     if first:
@@ -163,7 +163,7 @@ class _StepLog:
 
     def __init__(self, cfg: Config, run, roles, evaluate, console, restarts: list[dict[str, Any]],
                  redone: float, state) -> None:
-        from promedical.deploy.sinks import make_sinks
+        from promedical.observe.sinks import make_sinks
         from promedical.rollout.guards import BadSteps
         from promedical.storage.metrics_log import MetricsLog, read_events
 
@@ -208,7 +208,7 @@ class _StepLog:
 def _attempt(cfg: Config, run_dir: Path, resume: bool, console, restarts: list[dict[str, Any]]) -> Path:
     """One attempt at the run: open the run directory and console, build the roles, restore if resuming,
     drive the loop to the end."""
-    from promedical.deploy.actor_logs import route_actor_logs
+    from promedical.observe.actor_logs import route_actor_logs
     from promedical.deploy.build import build_roles, resolve_models, start_ray
     from promedical.deploy.placement_ray import release_placement_groups
     from promedical.rollout import checkpoint

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from promedical.actors.interfaces import (Columns, GeneratorGroup, PolicyGroup, ReferencePool, ScoringPool,
-                                          StepBatch, WeightSyncer)
+from promedical.actors.interfaces import (Columns, GeneratorGroup, PolicyGroup, ReferencePool, RestartLog,
+                                          ScoringPool, StepBatch, WeightSyncer)
 from promedical.rollout.advantages import ADVANTAGES
 from promedical.rollout.dynamic_sampling import Scoring, more_rounds, sample_informative, shaped_rewards
 from promedical.rollout.guards import masked_advantages, step_health
@@ -36,7 +36,7 @@ class Roles:
     reward: ScoringPool           # score(rollouts, rubrics) -> Pending reward columns
     generators: GeneratorGroup    # generate(requests, G) -> handle; collect(handle) -> Rollouts
     sync: WeightSyncer            # start(version) -> pending; wait(pending) -> seconds
-    healing: Any = None           # actors.healing.Healing: replaced replicas, drained per step (deploy/run.py)
+    healing: RestartLog | None = None   # replaced replicas, drained per step by deploy/run.py
 
 
 @dataclass

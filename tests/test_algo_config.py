@@ -66,7 +66,7 @@ def test_bad_values_name_the_key_and_the_fix(overrides, fragment):
 def test_cli_exits_2_with_one_line(tmp_path, overrides, fragment):
     run_dir = tmp_path / "run"
     sets = [x for o in overrides for x in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "tiny", *sets,
+    proc = subprocess.run([sys.executable, "-m", "promedical.cli.main", "train", "--config", "tiny", *sets,
                            "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

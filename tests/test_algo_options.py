@@ -209,7 +209,7 @@ RUNS = [
 def train(tmp_path, options: list[str]) -> RunDir:
     run_dir = tmp_path / "run"
     sets = [arg for option in options for arg in ("--set", option)]
-    proc = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "tiny", *sets,
+    proc = subprocess.run([sys.executable, "-m", "promedical.cli.main", "train", "--config", "tiny", *sets,
                            "--set", f"rollout.steps={STEPS}", "--set", f"run.loss_inputs_dir={run_dir}/loss_inputs",
                            "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=600)

@@ -56,7 +56,7 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 def _cli(*args, cwd=None):
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "promedical.cli.main", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=120)
     return proc, time.perf_counter() - start
 

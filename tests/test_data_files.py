@@ -5,7 +5,7 @@ import codecs
 import json
 import os
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.reward.rubric_io import load_records
 
 RECORD = {"prompt_id": "p0", "messages": [{"role": "user", "content": "I have a headache."}],

@@ -91,7 +91,7 @@ def test_a_ray_actor_computes_on_every_core_it_is_given(local_ray):
 ])
 def test_bad_dtype_or_too_many_threads_exits_2_naming_the_key(tmp_path, override, key):
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "demo",
+    proc = subprocess.run([sys.executable, "-m", "promedical.cli.main", "train", "--config", "demo",
                            "--set", override, "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and key in lines[0], proc.stderr

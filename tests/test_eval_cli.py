@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_judge_without_url_is_a_one_line_error(capsys):
 @pytest.mark.slow
 def test_baseline_and_model_side_by_side(tmp_path):
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "promedical.deploy.cli", "eval", "--model", "tiny", "--baseline", "tiny",
+    cmd = [sys.executable, "-m", "promedical.cli.main", "eval", "--model", "tiny", "--baseline", "tiny",
            "--suite", "medqa", "--suite", "pubmedqa", "--suite", str(ROOT / "data" / "tiny.jsonl"),
            "--grader", "rule", "--limit", "3", "--max-new-tokens", "16", "--dtype", "float32",
            "--out", str(out), "--json"]

@@ -3,7 +3,7 @@ counted until run.max_bad_steps stops the run (hand-worked numbers)."""
 import numpy as np
 import pytest
 
-from promedical.actors.policy import usable_rows
+from promedical.actors.policy_rows import usable_rows
 from promedical.deploy.config import load_config
 from promedical.errors import UserError
 from promedical.rollout.advantages import drgrpo, grpo

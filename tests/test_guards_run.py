@@ -104,7 +104,7 @@ sys.path.insert(0, {tests!r})
 import promedical.deploy.build as build
 import test_guards_run
 build.build_roles = functools.partial(build.build_roles, role_classes={{"reward": test_guards_run.NanFromStep2}})
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

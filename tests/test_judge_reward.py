@@ -208,7 +208,7 @@ def test_bad_judge_settings_fail_in_one_line_before_any_actor(settings, says, tm
     import socket
 
     import ray
-    from promedical.deploy.cli import main
+    from promedical.cli.main import main
 
     template = tmp_path / "t.txt"
     template.write_text("{instruction}\n{response}\n{answer}")

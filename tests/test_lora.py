@@ -128,7 +128,7 @@ def test_lora_parameter_count_in_the_memory_plan_is_peft_s():
 
 
 def test_qwen3_8b_fits_one_node_with_lora_but_not_full_parameter():
-    from promedical.deploy.commands.plan import check_plan
+    from promedical.cli.plan import check_plan
     from promedical.deploy.placement import described_cluster
 
     nodes = described_cluster("1x8")
@@ -152,7 +152,7 @@ def test_a_target_module_the_model_lacks_exits_2_before_any_actor(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "promedical.deploy.cli", "train", "--config", "tiny",
+    out = subprocess.run([sys.executable, "-m", "promedical.cli.main", "train", "--config", "tiny",
                           "--set", "model.lora.rank=8", "--set", "model.lora.target_modules=[q_proj,qkv_proj]",
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     lines = [line for line in out.stderr.splitlines() if line.startswith("promedical")]

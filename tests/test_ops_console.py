@@ -4,10 +4,10 @@ from __future__ import annotations
 import io
 import logging
 
-from promedical.deploy import actor_logs
-from promedical.deploy.actor_logs import DropHarmless
-from promedical.deploy.console import Console, LogTail
-from promedical.deploy.console_view import eta_s, plain_line, time_split
+from promedical.observe import actor_logs
+from promedical.observe.actor_logs import DropHarmless
+from promedical.observe.console import Console, LogTail
+from promedical.observe.console_view import eta_s, plain_line, time_split
 from promedical.storage.metrics_log import MetricsLog
 
 
@@ -77,7 +77,7 @@ def test_a_resumed_attempt_reopens_and_gets_its_own_summary(tmp_path):
 def test_live_panel_renders_progress_figures_and_time_split(tmp_path):
     from rich.console import Console as RichConsole
 
-    from promedical.deploy.console_view import render
+    from promedical.observe.console_view import render
 
     console = Console(4, tmp_path, stream=io.StringIO(), live=False)
     screen = RichConsole(record=True, width=110, file=io.StringIO())
@@ -119,7 +119,7 @@ def test_log_options_only_when_logs_are_routed(tmp_path):
     actor_logs.route_actor_logs(tmp_path / "logs")
     env = actor_logs.log_options("policy", 1)["runtime_env"]["env_vars"]
     assert env[actor_logs.LOG_ENV] == str((tmp_path / "logs" / "policy-1.log").resolve())
-    assert env[actor_logs.SETUP_HOOK_ENV] == "promedical.deploy.actor_logs.redirect_output"
+    assert env[actor_logs.SETUP_HOOK_ENV] == "promedical.observe.actor_logs.redirect_output"
     actor_logs.route_actor_logs(None)
 
 
@@ -142,7 +142,7 @@ def test_redirect_output_sends_both_streams_of_the_process_to_the_file(tmp_path)
     import sys
 
     path = tmp_path / "logs" / "generator-0.log"
-    code = ("import os, sys; from promedical.deploy.actor_logs import redirect_output; redirect_output(); "
+    code = ("import os, sys; from promedical.observe.actor_logs import redirect_output; redirect_output(); "
             "print('to stdout', flush=True); print('to stderr', file=sys.stderr, flush=True); "
             "os.system('echo from a child process')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

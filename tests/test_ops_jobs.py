@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.storage.metrics_log import read_events
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,7 @@ def test_submit_follow_metrics_live_then_stop_a_second_job(head, tmp_path):
 
 
 def test_prometheus_sink_reaches_the_node_exporter(head, tmp_path):
-    driver = ("import ray; from promedical.deploy.sinks import make_sinks; ray.init(address='auto'); "
+    driver = ("import ray; from promedical.observe.sinks import make_sinks; ray.init(address='auto'); "
               f"s = make_sinks({str(tmp_path / 'promrun')!r}, ['prometheus'])[0]; "
               "s.write({'step': 3, 'policy_version': 4, 'reward_mean': 0.625}); import time; time.sleep(8)")
     env = {**head["env"], "RAY_ADDRESS": f"127.0.0.1:{head['gcs_port']}"}

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from promedical.deploy import metrics_view as view
-from promedical.deploy.cli import main
+from promedical.observe import metrics_view as view
+from promedical.cli.main import main
 from promedical.storage.metrics_log import MetricsLog
 
 EVENT = {"step": 2, "policy_version": 3, "reward_mean": 0.25, "s1_mean": 0.5, "s2_mean": 0.75,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.storage.metrics_log import MetricsLog
 
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from promedical.deploy import sinks
+from promedical.observe import sinks
 from promedical.errors import UserError
 
 

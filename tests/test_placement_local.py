@@ -50,7 +50,7 @@ def test_more_than_two_cores_of_roles_is_refused_at_once(local_ray):
 def test_plan_cli_reads_the_free_resources_of_a_running_cluster(local_ray):
     release_placement_groups()
     address = local_ray.get_runtime_context().gcs_address
-    cmd = [sys.executable, "-m", "promedical.deploy.cli", "plan", "--config", "tiny", "--address", address]
+    cmd = [sys.executable, "-m", "promedical.cli.main", "plan", "--config", "tiny", "--address", address]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "colocated: 1 bundles in 1 placement group(s), total CPU 1" in done.stdout

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.deploy.config import load_config
 from promedical.deploy.placement import described_cluster, fit, make_plan
 from promedical.errors import UserError

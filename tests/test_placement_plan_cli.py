@@ -7,7 +7,7 @@ import pytest
 
 
 def promedical(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "promedical.deploy.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "promedical.cli.main", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
 
 

@@ -26,7 +26,7 @@ COMPARED = ("reward_mean", "reward_std", "s1_mean", "s3_mean", "kl", "loss", "po
 
 
 def _train(*args):
-    return subprocess.Popen([sys.executable, "-m", "promedical.deploy.cli", "train", *args],
+    return subprocess.Popen([sys.executable, "-m", "promedical.cli.main", "train", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.errors import UserError
 from promedical.reward.importers import IMPORTERS, expand_inputs
 from promedical.reward.rubric import Tier

@@ -94,7 +94,7 @@ def test_fusion_depth_is_checked(tiny_scorer):
 
 
 def _cli(*args: str, launcher: list[str] | None = None, timeout: int = 420) -> subprocess.CompletedProcess:
-    cmd = (launcher or [sys.executable, "-m"]) + ["promedical.deploy.cli", *args]
+    cmd = (launcher or [sys.executable, "-m"]) + ["promedical.cli.main", *args]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 

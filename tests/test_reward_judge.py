@@ -102,7 +102,7 @@ def test_judge_that_raises_is_counted():
 
 
 def test_label_cli_adds_valid_verdicts_and_counts_invalid(endpoint, tmp_path, capsys):
-    from promedical.deploy.cli import main
+    from promedical.cli.main import main
     from promedical.reward.rubric_io import load_records
     rec = {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}],
            "criteria": [{"id": "c0", "text": "Advises rest.", "tier": "proficiency", "weight": 1.0},

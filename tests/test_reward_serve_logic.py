@@ -76,8 +76,8 @@ def test_a_request_not_scored_in_time_gets_504():
 
 
 def test_command_line_maps_onto_spec_and_settings():
-    from promedical.deploy.cli import build_parser
-    from promedical.deploy.commands.serve_rm import settings
+    from promedical.cli.main import build_parser
+    from promedical.cli.serve_rm import settings
 
     args = build_parser().parse_args(["serve-rm", "--grader", "rule", "--replicas", "3", "--batch-wait-ms", "25",
                                       "--lam", "3", "--veto-threshold", "0.7", "--gdpo-weights", "1", "2", "3"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.errors import UserError
 from promedical.reward.rubric import Criterion, LabelledResponse, Message, PairwisePreference, RubricRecord, Tier
 from promedical.reward.rubric_io import load_records, save_records

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.reward_model.graders import TrainedGrader
 from promedical.reward_model.rm_train import TrainConfig, freeze_lower, load_scorer, train_reward_model
 from promedical.reward.rubric import Criterion, Tier

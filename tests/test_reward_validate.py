@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 
 GOOD = {"prompt_id": "p0", "messages": [{"role": "user", "content": "I have a headache."}],
         "criteria": [{"id": "c0", "text": "Asks about duration.", "tier": "proficiency", "weight": 1.0},

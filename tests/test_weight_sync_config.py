@@ -2,7 +2,7 @@
 exit 2, before Ray or any actor starts; the ones it can carry are accepted, and auto picks from the plan."""
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.deploy.config import load_config
 from promedical.deploy.sync_plan import choose
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.reward.rubric_io import load_records, record_from_dict
 from promedical.workbench.app import create_app
 from promedical.workbench.instructions import parse_line

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.reward.rubric_io import load_records
 from promedical.workbench.drafting import EndpointCompleter, draft_all, parse_draft
 from promedical.workbench.instructions import Instruction, read_instructions

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from promedical.deploy.cli import main
+from promedical.cli.main import main
 from promedical.reward.rubric_io import load_records
 from promedical.workbench.app import create_app
 from promedical.workbench.instructions import parse_line
@@ -243,7 +243,7 @@ def test_review_command_serves_on_loopback(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "promedical.deploy.cli", "rubrics", "review", str(db),
+    proc = subprocess.Popen([sys.executable, "-m", "promedical.cli.main", "rubrics", "review", str(db),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline, status = time.time() + 60, None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from promedical.deploy.commands.shared import add_address_arg
+from promedical.cli.shared import add_address_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
 def restart_lines(log: str) -> list[str]:
     """The job's restarts (replaced replicas, resumed attempts), read from the events its driver echoed."""
-    from promedical.deploy.metrics_view import parse_line, restart_line
+    from promedical.observe.metrics_view import parse_line, restart_line
 
     restarts = [e for e in map(parse_line, log.splitlines()) if e and e.get("event") == "restart"]
     return [f"  {len(restarts)} restart(s):"] + [restart_line(e) for e in restarts] if restarts else []

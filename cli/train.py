@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from promedical.deploy.commands.shared import add_config_args
+from promedical.cli.shared import add_config_args
 from promedical.errors import UserError
 from promedical.rollout.guards import BadValuesError
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def fits_here(cfg) -> None:
     """With a local Ray (no run.address), refuse at once a plan this machine cannot hold, in resources or
     estimated GPU memory: one line, before a run directory is made or any actor starts."""
-    from promedical.deploy.commands.plan import check_plan, gpu_memory_gib, this_machine
+    from promedical.deploy.machine import check_plan, gpu_memory_gib, this_machine
 
     if not cfg.run.address:
         check_plan(cfg, this_machine(), "this machine", gpu_memory_gib())
@@ -32,7 +32,7 @@ def fits_here(cfg) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from promedical.deploy.config import load_config
-    from promedical.deploy.console import Console
+    from promedical.observe.console import Console
     from promedical.deploy.run import default_run_dir, train
 
     if args.resume:

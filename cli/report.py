@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promedical.deploy.report import write_report
+    from promedical.observe.report import write_report
 
     out = write_report(Path(args.run_dir))
     for path in sorted(out.iterdir()):

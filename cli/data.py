@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from promedical.deploy.commands.shared import save_checked
+from promedical.cli.shared import save_checked
 
 SHOWN_PROBLEMS = 20      # a binary file gives one problem per line; the first few say what is wrong
 

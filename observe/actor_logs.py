@@ -24,7 +24,7 @@ LOG_ENV = "PROMEDICAL_ACTOR_LOG"
 # ray._private.ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR: what ray.init(runtime_env={
 # "worker_process_setup_hook": ...}) sets for a whole job; set per actor here, so each knows its own file
 SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
-HOOK = "promedical.deploy.actor_logs.redirect_output"
+HOOK = "promedical.observe.actor_logs.redirect_output"
 
 _log_dir: Path | None = None
 

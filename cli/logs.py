@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from promedical.deploy.commands.shared import add_address_arg
+from promedical.cli.shared import add_address_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:

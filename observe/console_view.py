@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from promedical.deploy.console import Console
+    from promedical.observe.console import Console
 
 PHASES = ("generate", "score", "reference", "train", "sync")    # the step event's time_<phase> keys
 

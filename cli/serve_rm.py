@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from promedical.deploy.commands.shared import add_ray_address_arg
+from promedical.cli.shared import add_ray_address_arg
 from promedical.reward.aggregate import RewardShape
 
 

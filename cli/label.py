@@ -33,7 +33,7 @@ def make_judge(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from promedical.deploy.commands.shared import save_checked
+    from promedical.cli.shared import save_checked
     from promedical.reward.labelling import label_records, unlabelled
     from promedical.reward.rubric_io import load_records
 

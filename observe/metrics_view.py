@@ -111,13 +111,6 @@ def log_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def job_events(address: str | None, job_id: str, follow: bool) -> Iterator[dict[str, Any]]:
-    from promedical.deploy import jobs
-
-    lines = jobs.follow_lines(address, job_id) if follow else jobs.logs(address, job_id).splitlines()
-    yield from log_events(lines)
-
-
 def is_run_dir_target(target: str) -> bool:
     """A path-looking target is a run dir (and must exist); a bare name is a job id."""
     return Path(target).exists() or "/" in target or target.startswith(".")

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from promedical.deploy.actor_logs import quiet_driver_warnings, worth_showing
-from promedical.deploy.console_view import eta_s, plain_line, render, summary_lines
+from promedical.observe.actor_logs import quiet_driver_warnings, worth_showing
+from promedical.observe.console_view import eta_s, plain_line, render, summary_lines
 
 TAIL_INTERVAL_S = 0.5                                           # --verbose: how often actor logs are read
 

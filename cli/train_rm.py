@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from promedical.deploy.commands.shared import builtin_path
+from promedical.cli.shared import builtin_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:

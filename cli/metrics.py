@@ -5,8 +5,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
-from promedical.deploy.commands.shared import add_address_arg
+from promedical.cli.shared import add_address_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,15 +28,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from promedical.deploy import metrics_view as view
+    from promedical.observe import metrics_view as view
 
     if view.is_run_dir_target(args.target):
         events = view.run_dir_events(Path(args.target), args.follow)
         view.render(events, args.json, lambda line: print(line, flush=True))
         return 0
-    events = view.job_events(args.address, args.target, args.follow)
+    events = job_events(args.address, args.target, args.follow)
     view.render(events, args.json, lambda line: print(line, flush=True))
     return job_outcome(args.address, args.target) if args.follow else 0
+
+
+def job_events(address: str | None, job_id: str, follow: bool) -> Iterator[dict[str, Any]]:
+    """The step events a submitted job's log lines echo (followed live with `follow`)."""
+    from promedical.deploy import jobs
+    from promedical.observe.metrics_view import log_events
+
+    lines = jobs.follow_lines(address, job_id) if follow else jobs.logs(address, job_id).splitlines()
+    yield from log_events(lines)
 
 
 def job_outcome(address: str | None, job_id: str) -> int:

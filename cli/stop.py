@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from promedical.deploy.commands.shared import add_address_arg
+from promedical.cli.shared import add_address_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:

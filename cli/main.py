@@ -1,4 +1,4 @@
-"""The `promedical` command line: one subcommand per module in deploy/commands."""
+"""The `promedical` command line: one subcommand per module of cli/."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promedical", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"promedical.deploy.commands.{name}").register(sub)
+        importlib.import_module(f"promedical.cli.{name}").register(sub)
     return parser
 
 

@@ -28,7 +28,7 @@ SUMMARY_ROWS = (("reward_mean", "reward mean", "+.3f"), ("s1_mean", "S1", ".3f")
 
 def load_step_events(run_dir: Path) -> list[dict[str, Any]]:
     """The run's step events in log order (end-of-run and other non-step events left out)."""
-    from promedical.deploy.metrics_view import check_run_dir
+    from promedical.observe.metrics_view import check_run_dir
     from promedical.storage.metrics_log import read_events
 
     check_run_dir(run_dir)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from promedical.deploy.commands.shared import builtin_path
+    from promedical.cli.shared import builtin_path
     from promedical.errors import UserError
     from promedical.storage.atomic import write_text_atomic
     from promedical.reward_model.graders import make_grader

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from promedical.deploy.commands.shared import add_address_arg, add_config_args
+from promedical.cli.shared import add_address_arg, add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from promedical.deploy.commands.shared import add_ray_address_arg
+from promedical.cli.shared import add_ray_address_arg
 from promedical.errors import UserError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"     # the package's shipped data/
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"     # the package's shipped data/
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,1 @@
+"""The `promedical` command line: one module per subcommand, `main.py` the entry point."""

@@ -1,0 +1,1 @@
+"""Watching runs: the training console, actor logs, metric sinks, metric views and run reports."""
