@@ -32,7 +32,7 @@ def run_preset(preset: str, steps: int, work: Path, overrides: list[str]) -> dic
     from promedical.storage.metrics_log import iter_events
 
     run_dir = work / preset
-    cmd = [sys.executable, "-m", "promedical.deploy.cli", "train", "--config", preset,
+    cmd = [sys.executable, "-m", "promedical.cli.main", "train", "--config", preset,
            "--set", f"rollout.steps={steps}", "--run-dir", str(run_dir)]
     for item in overrides:
         cmd += ["--set", item]
