@@ -93,7 +93,8 @@ def adapter_payload(model: Any, dtype: Any, base_path: str) -> AdapterPayload:
     config["base_model_name_or_path"] = base_path
     config["peft_type"] = str(getattr(config.get("peft_type"), "value", config.get("peft_type")))
     config["task_type"] = str(getattr(config.get("task_type"), "value", config.get("task_type")))
-    state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME)
+    # the adapter alone: with an LM-head adapter on tied embeddings PEFT would add the (frozen) embeddings
+    state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME, save_embedding_layers=False)
     return AdapterPayload(config, {k: v.detach().to("cpu", dtype).clone() for k, v in state.items()})
 
 
@@ -116,28 +117,38 @@ def merged_weights(model: Any, dtype: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def linear_names(model_path: str) -> set[str]:
-    """Last-component names of the model's linear layers but the LM head (what `all-linear` targets), read
-    from its config on the meta device: no weights loaded, so deploy/ can check model.lora.target_modules
-    before any actor starts."""
+def linear_names(model_path: str) -> tuple[set[str], str | None, bool]:
+    """(last-component names of the model's linear layers, the LM head's name among them, whether the head
+    shares its weight with the input embeddings), read from the config on the meta device: no weights
+    loaded, so deploy/ checks model.lora.target_modules before any actor starts. `all-linear` is every
+    one but the LM head; the head may be listed by name."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    config = AutoConfig.from_pretrained(model_path)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+        model = AutoModelForCausalLM.from_config(config)
     head = model.get_output_embeddings()
-    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head}
+    names = {name.rsplit(".", 1)[-1]: module for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear)}
+    head_name = next((n for n, m in names.items() if m is head), None)
+    return set(names), head_name, bool(getattr(config, "tie_word_embeddings", False))
 
 
-def target_problem(model_path: str, target_modules: str | list[str] | tuple[str, ...]) -> str | None:
-    """One line naming model.lora.target_modules entries the model does not have, or None."""
+def target_problem(model_path: str, target_modules: str | list[str] | tuple[str, ...],
+                   merged: bool = False) -> str | None:
+    """One line naming model.lora.target_modules entries the model does not have, or a head adapter that
+    merged weights (`merged`: model.lora.merge_for_sync or save_merged) cannot carry; None when good."""
     if isinstance(target_modules, str) and target_modules == "all-linear":
         return None
     wanted = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-    have = linear_names(model_path)
+    have, head, tied = linear_names(model_path)
     missing = [t for t in wanted if t not in have]
-    if not missing:
-        return None
-    return (f"model.lora.target_modules: {', '.join(missing)} not a linear layer of {model_path}; choose from "
-            f"{', '.join(sorted(have))}, or all-linear")
+    if missing:
+        return (f"model.lora.target_modules: {', '.join(missing)} not a linear layer of {model_path}; choose "
+                f"from {', '.join(sorted(have))}, or all-linear")
+    if merged and tied and head in wanted:   # W + BA on a tied head would change the embeddings too
+        return (f"model.lora.target_modules: {head} shares its weight with the input embeddings of "
+                f"{model_path}, so merged weights cannot carry its adapter; drop {head} from the list or "
+                f"set model.lora.merge_for_sync=false and model.lora.save_merged=false")
+    return None

@@ -126,7 +126,8 @@ def resolve_models(cfg: Config) -> tuple[str, str | None]:
     if cfg.model.lora.rank:   # a target module the model lacks: one line before any actor starts
         from promedical.actors.lora import target_problem
         from promedical.errors import UserError
-        problem = target_problem(policy, cfg.model.lora.target_modules)
+        lora = cfg.model.lora
+        problem = target_problem(policy, lora.target_modules, lora.merge_for_sync or lora.save_merged)
         if problem:
             raise UserError(problem)
     if cfg.reward.grader == "judge":

@@ -23,8 +23,9 @@ def actors(local_ray, tmp_path_factory):
     from promedical.actors.policy import Policy
     from promedical.actors.reference import Reference
 
-    cfg = load_config("tiny", ["model.lora.rank=8", "model.lora.lr=0.05", "algo.mini_batches=1",
-                               "model.lora.save_merged=true"])
+    # the tiny preset's targets: every linear layer and the (tied) LM head, so vLLM serves a head adapter too
+    cfg = load_config("tiny", ["model.lora.rank=8", "model.lora.lr=0.05", "algo.mini_batches=1"])
+    assert "lm_head" in cfg.model.lora.target_modules
     path = resolve_model("tiny")
     policy = ray.remote(Policy).options(num_cpus=0.5).remote(**policy_kwargs(cfg, path))
     reference = ray.remote(Reference).options(num_cpus=0.25).remote(**reference_kwargs(cfg, path))
@@ -93,7 +94,7 @@ def test_adapter_sync_makes_the_generator_match_the_policy(actors):
     assert 0 < sent < model_bytes / 5                              # an adapter, not the model
 
 
-def test_checkpoint_holds_a_peft_adapter_and_the_merged_model(actors):
+def test_checkpoint_holds_a_peft_adapter(actors):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -101,14 +102,44 @@ def test_checkpoint_holds_a_peft_adapter_and_the_merged_model(actors):
     ray, policy, _, _, batch, _, tmp = actors
     ray.get(policy.save.remote(str(tmp)))
     model_path = ray.get(policy.__ray_call__.remote(lambda p: p.model_path))
-    ids = torch.tensor([batch.column("prompt_ids")[0].as_py() + batch.column("response_ids")[0].as_py()])
+    trained = ray.get(policy.logprobs.remote(batch.slice(0, 1)))[0]
+    prompt, response = batch.column("prompt_ids")[0].as_py(), batch.column("response_ids")[0].as_py()
     with torch.no_grad():
         adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_path), tmp / "policy")
-        merged = AutoModelForCausalLM.from_pretrained(tmp / "policy-merged")
-        base = AutoModelForCausalLM.from_pretrained(model_path)
-        a, m, b = (model(input_ids=ids).logits for model in (adapter, merged, base))
-    assert float((a - m).abs().max()) < 1e-4
-    assert float((a - b).abs().max()) > 1e-3
+        logits = adapter(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1:-1]
+        temperature = load_config("tiny").rollout.temperature
+        logp = torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(response)[:, None])[:, 0]
+    assert not (tmp / "policy-merged").exists()                   # only on request (model.lora.save_merged)
+    assert float(np.max(np.abs(logp.numpy() - np.array(trained)))) < SAME_CODE * 10
+
+
+def test_merged_export_equals_the_adapter_and_a_tied_head_adapter_cannot_merge(tmp_path):
+    """model.lora.save_merged writes base + B A alpha/r as a Hugging Face model (actors/policy.py
+    _save_lora); on hidden layers it computes what the adapter does. A tied LM head cannot carry it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from promedical.actors.lora import LoraSettings, merged_weights, target_problem, wrap
+    from promedical.actors.models import resolve_model
+
+    path = resolve_model("tiny")
+    model = wrap(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), LoraSettings(rank=8))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)               # B starts at 0: move it so the adapter changes the logits
+    model.get_base_model().save_pretrained(tmp_path / "merged", state_dict=dict(merged_weights(model, torch.float32)),
+                                           safe_serialization=True)
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        a = model(input_ids=ids).logits
+        m = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(input_ids=ids).logits
+        with model.disable_adapter():
+            b = model(input_ids=ids).logits
+    assert float((a - m).abs().max()) < 1e-4 and float((a - b).abs().max()) > 1e-3
+    assert target_problem(path, ["q_proj", "lm_head"]) is None
+    assert "lm_head shares its weight with the input embeddings" in target_problem(path, ["q_proj", "lm_head"], True)
 
 
 def test_lora_parameter_count_in_the_memory_plan_is_peft_s():
@@ -128,7 +159,7 @@ def test_lora_parameter_count_in_the_memory_plan_is_peft_s():
 
 
 def test_qwen3_8b_fits_one_node_with_lora_but_not_full_parameter():
-    from promedical.cli.plan import check_plan
+    from promedical.deploy.machine import check_plan
     from promedical.deploy.placement import described_cluster
 
     nodes = described_cluster("1x8")
@@ -163,12 +194,13 @@ def test_a_target_module_the_model_lacks_exits_2_before_any_actor(tmp_path):
 
 @pytest.fixture(scope="module")
 def lora_run(local_ray, tmp_path_factory):
-    """`promedical train --config tiny --set model.lora.rank=8 --set rollout.steps=3`."""
+    """`promedical train --config tiny --set model.lora.rank=8`: the tiny preset's 6 steps, as the
+    full-parameter end-to-end test runs them."""
     from promedical.deploy.run import train
     from promedical.storage.run_dir import RunDir
 
     run_dir = tmp_path_factory.mktemp("lora-run") / "run"
-    train(load_config("tiny", ["model.lora.rank=8", "rollout.steps=3"]), run_dir)
+    train(load_config("tiny", ["model.lora.rank=8"]), run_dir)
     return RunDir(run_dir)
 
 
@@ -178,8 +210,10 @@ def test_lora_run_has_no_reference_actor_and_trains_every_step(lora_run):
     logs = sorted(p.name for p in (lora_run.root / "logs").iterdir())
     assert "policy-0.log" in logs and not [n for n in logs if n.startswith("reference-")]
     events = list(iter_events(lora_run.metrics_path))
-    assert [e["step"] for e in events] == list(range(3))
+    assert [e["step"] for e in events] == list(range(6))
     assert all(e["grad_norm"] > 0 for e in events)
+    rewards = [e["reward_mean"] for e in events]          # the bar of tests/test_e2e_tiny.py, full-parameter
+    assert np.mean(rewards[-2:]) > np.mean(rewards[:2]) + 0.05, rewards
     assert events[-1]["kl"] > events[0]["kl"] > 0           # the adapters move the policy off the base
     table = lora_run.read_rollouts()
     assert all(len(r) == n for r, n in zip(table["ref_logprobs"].to_pylist(), table["response_length"].to_pylist()))
