@@ -10,7 +10,6 @@ from pathlib import Path
 import os
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
 from promedical.actors.schedules import LrSchedule
@@ -148,7 +147,7 @@ class Policy:
         old = self.logprobs(batch) if self.mini_batches > 1 else None
         rows = step_rows(batch, keep, old, self._device())
         if share is None:   # this rank alone: its mini-batches from the tokens that stay in the loss
-            share = rank_shares(rows.group_ids, rows.kept_tokens(), mini_batches=self.mini_batches, ranks=1,
+            share = rank_shares(rows.group_ids, rows.kept_tokens, mini_batches=self.mini_batches, ranks=1,
                                 seed=self._version)[0][1]
         tally = StepTally(METRICS)
         inputs = LossInputs() if self.loss_inputs_dir else None

@@ -26,20 +26,17 @@ class StepRows:
     old: list[list[float]] | None         # proximal policy's logprobs (several mini-batches), else None
     keep: Any                             # (N,) float tensor on the model's device: overlong filter
     usable: Any                           # (N,) float tensor on the model's device: rows that may train
-    usable_np: np.ndarray                 # the same as bool numpy, for token counts
+    usable_np: np.ndarray                 # the same as bool numpy, for counts
+    kept_tokens: list[int]                # per row, the tokens that stay in the loss (overlong, bad rows)
     bad_logprobs: int                     # rows with non-finite behaviour or reference logprobs
-
-    def kept_tokens(self) -> list[int]:
-        """Per row, the tokens that stay in the loss (overlong=filter and bad rows drop some)."""
-        keep = self.keep.bool().tolist()
-        return [n * int(k and u) for n, k, u in zip(self.lengths, keep, self.usable_np.tolist())]
 
     def padded(self, seqs: list[list[float]], rows: list[int], width: int, device) -> Any:
         return pad([seqs[i] for i in rows], width, device)
 
 
 def step_rows(batch: pa.RecordBatch, keep, old: list[list[float]] | None, device) -> StepRows:
-    """The step's rows from the batch's columns; `keep` is the overlong mask (actors/losses.keep_mask)."""
+    """The step's rows from the batch's columns; `keep` is the overlong mask (actors/losses.keep_mask,
+    on the host); the tensors the loss reads are copied to `device` once here."""
     import torch
 
     prompts = batch.column("prompt_ids").to_pylist()
@@ -50,12 +47,14 @@ def step_rows(batch: pa.RecordBatch, keep, old: list[list[float]] | None, device
     # bad values never train: rows the driver masked (non-finite reward) and rows with non-finite
     # logprobs leave the loss, their values zeroed so no NaN reaches it (rollout/guards.py)
     usable, bad = usable_rows(batch.column("loss_mask").to_numpy(zero_copy_only=False), adv, behaviour, ref)
-    return StepRows(prompts=prompts, responses=responses, lengths=[len(r) for r in responses],
+    lengths = [len(r) for r in responses]
+    kept = [n * int(k and u) for n, k, u in zip(lengths, keep.bool().tolist(), usable.tolist())]   # on the host
+    return StepRows(prompts=prompts, responses=responses, lengths=lengths,
                     group_ids=batch.column("group_id").to_pylist(), adv=np.where(usable, adv, 0.0),
                     behaviour=zeroed(behaviour, usable), ref=zeroed(ref, usable),
                     old=zeroed(old, usable) if old is not None else None, keep=keep.to(device),
                     usable=torch.from_numpy(usable.astype(np.float32)).to(device), usable_np=usable,
-                    bad_logprobs=bad)
+                    kept_tokens=kept, bad_logprobs=bad)
 
 
 @dataclass
