@@ -28,7 +28,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def demo_triples(judge, prompts: int, samples: int, seed: int = 0):
+def demo_triples(judge, prompts: int, samples: int):
     """(instruction, response, criterion) of `prompts` demo prompts x `samples` responses sampled by
     SmolLM2 itself (the demo's policy, 64 new tokens at temperature 1), in row order."""
     from vllm import SamplingParams
@@ -40,16 +40,24 @@ def demo_triples(judge, prompts: int, samples: int, seed: int = 0):
     tok = judge.tokenizer
     chats = [tok.apply_chat_template([{"role": m.role, "content": m.content} for m in r.messages],
                                      add_generation_prompt=True, tokenize=False) for r in records]
-    params = SamplingParams(n=samples, temperature=1.0, max_tokens=64, seed=seed)
+    # no per-request seed: vLLM-CPU cannot rewind a seeded generator when a long prompt's prefill is
+    # split across engine steps (RuntimeError "CPU Generator does not use offset"); the engine's seed holds
+    params = SamplingParams(n=samples, temperature=1.0, max_tokens=64)
     outs = judge.llm.generate(chats, params, use_tqdm=False)
     return [(instruction_text(r), o.text, c) for r, out in zip(records, outs) for o in out.outputs
             for c in r.criteria]
 
 
+def judge_dtype() -> str:
+    """What reward.dtype=auto resolves to on this CPU (bf16 only where it is native)."""
+    from promedical.runtime.dtypes import cpu_flags, resolve_dtype
+    return resolve_dtype("auto", "cpu", cpu_flags(), None).dtype
+
+
 def criteria_rate(prefix_order: bool, triples, model: str) -> dict:
     from promedical.actors.judge import make_judge
 
-    judge = make_judge(url="local", model=model, prefix_order=prefix_order, dtype="bfloat16", max_prompt_tokens=1024)
+    judge = make_judge(url="local", model=model, prefix_order=prefix_order, dtype=judge_dtype(), max_prompt_tokens=1024)
     judge.judge_batch(triples[:4])                       # warm-up: grammar compilation, first forward
     start = time.perf_counter()
     verdicts = judge.judge_batch(triples)
@@ -65,7 +73,7 @@ def criteria_rate(prefix_order: bool, triples, model: str) -> dict:
 def sample_triples(model: str, prompts: int, samples: int):
     from promedical.actors.judge import make_judge
 
-    judge = make_judge(url="local", model=model, dtype="bfloat16", max_prompt_tokens=1024)
+    judge = make_judge(url="local", model=model, dtype=judge_dtype(), max_prompt_tokens=1024)
     triples = demo_triples(judge, prompts, samples)
     del judge
     gc.collect()
@@ -114,7 +122,7 @@ def main() -> int:
     with_order = criteria_rate(True, triples, args.model)
     without = criteria_rate(False, triples, args.model)
     diff = max(abs(a - b) for a, b in zip(with_order.pop("scores"), without.pop("scores")))
-    print(f"judge {args.model} on {args.prompts} demo prompts x {args.samples} responses = {len(triples)} criteria")
+    print(f"judge {args.model} ({judge_dtype()}) on {args.prompts} demo prompts x {args.samples} responses = {len(triples)} criteria")
     for r in (with_order, without):
         label = "with prefix ordering   " if r["prefix_order"] else "without prefix ordering"
         print(f"  {label}  {r['criteria_per_s']:8.2f} criteria/s  ({r['seconds']:.1f} s, {r['valid']} valid)")
