@@ -105,7 +105,7 @@ def submit(head, run_dir: Path, steps: int) -> str:
 
 
 def test_submit_follow_metrics_live_then_stop_a_second_job(head, tmp_path):
-    run_a, steps = tmp_path / "a", 5
+    run_a, steps = tmp_path / "a", 3
     job = submit(head, run_a, steps)
     follow = subprocess.Popen([str(BIN / "promedical"), "metrics", job, "--follow", "--json",
                                "--address", head["address"]], env=cli_env(head), stdout=subprocess.PIPE,

@@ -15,9 +15,9 @@ import pytest
 from promedical.storage.metrics_log import iter_events, read_events
 from promedical.storage.run_dir import RunDir
 
-STEPS, EVERY, KILL_AFTER = 7, 3, 4
+STEPS, EVERY, KILL_AFTER = 5, 2, 3
 ARGS = ["--config", "tiny", "--set", f"rollout.steps={STEPS}", "--set", f"run.checkpoint_every={EVERY}",
-        "--set", "rollout.max_staleness=1", "--set", "run.keep_checkpoints=2",
+        "--set", "rollout.max_staleness=1", "--set", "run.keep_checkpoints=1",
         "--set", "placement.roles.policy.replicas=2", "--set", "trainer.zero_stage=2"]
 # Values computed from the same numbers on the same machine; only summation order may differ.
 RTOL, ATOL = 1e-4, 1e-5
@@ -89,8 +89,8 @@ def test_only_the_last_checkpoints_are_kept_and_load_in_transformers(runs):
     _, crashed, _ = runs
     from transformers import AutoModelForCausalLM
     names = sorted(p.name for p in crashed.checkpoints_dir.iterdir())
-    assert names == ["step_000003", "step_000006"]
-    model = AutoModelForCausalLM.from_pretrained(crashed.checkpoints_dir / "step_000006" / "policy")
+    assert names == ["step_000004"]                   # keep_checkpoints=1: step 2 pruned
+    model = AutoModelForCausalLM.from_pretrained(crashed.checkpoints_dir / "step_000004" / "policy")
     assert model.num_parameters() > 0
 
 
