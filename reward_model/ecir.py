@@ -28,10 +28,11 @@ ECIR_SPEC = {"pairs": 0, "epochs": 2.0, "lr": 3e-4, "batch_size": 16, "max_lengt
 JUDGE_SPEC = {"pairs": 640, "epochs": 1.0, "lr": 2e-4, "batch_size": 16, "max_length": 176, "freeze": 3,
               "anchor": 0.5, "calibration_points": 800, "calibration_split": 0.15, "criterion": True, "seed": 1,
               "v": 3}
-# recipe v5 CANDIDATE, not measured (README "Recipe v5 candidate"): v4's steps on the extended-wordings pairs
+# recipe v5 CANDIDATE (README "Recipe v5 candidate"): v4's fp32 steps on the extended-wordings pairs
 # (data/pairs_train_v5.jsonl: more veto phrasings for training; the calibration prompts use wordings no
-# step sees, so the veto threshold is fitted on unseen wordings) with bf16-autocast steps
-V5_SPEC = ECIR_SPEC | {"autocast": True, "pairs_file": "pairs_train_v5.jsonl", "v": 5}
+# step sees, so the veto threshold is fitted on unseen wordings). No bf16 autocast: a named model must
+# build the same weights on every CPU, and emulated bf16 is ~40x slower on one without native bf16
+V5_SPEC = ECIR_SPEC | {"pairs_file": "pairs_train_v5.jsonl", "v": 5}
 # the shipped reward models by name: the demo's grader, its criterion-agnostic twin (the ablation, same
 # recipe with the criterion hidden) and an independently seeded, differently recipe'd injected model that
 # benchmarks use as a judge that is not the training reward
