@@ -49,9 +49,14 @@ def demo_triples(judge, prompts: int, samples: int):
 
 
 def judge_dtype() -> str:
-    """What reward.dtype=auto resolves to on this CPU (bf16 only where it is native)."""
+    """What reward.dtype=auto resolves to for a judge on this machine's GPU, else its CPU (bf16 only where
+    it is native)."""
+    import torch
+
     from promedical.runtime.dtypes import cpu_flags, resolve_dtype
-    return resolve_dtype("auto", "cpu", cpu_flags(), None).dtype
+    on_gpu = torch.cuda.is_available()
+    return resolve_dtype("auto", "cuda" if on_gpu else "cpu", cpu_flags(),
+                         torch.cuda.is_bf16_supported() if on_gpu else None).dtype
 
 
 def criteria_rate(prefix_order: bool, triples, model: str) -> dict:
