@@ -61,7 +61,7 @@ class Healable(Protocol):
 def settle(group: Healable, items: list[tuple[int, Any]], what: str,
            reissue: Callable[[int], Any], issued: list[Any] | None = None) -> list[Any]:
     """Values of the (replica, ref) calls in order. A replica that died or hung is replaced and
-    `reissue(k)` makes call k again on `group.handles[replica]` (a new ref); one retry per call.
+    `reissue(k)` makes call k again on `group.handles[replica]` (a new ref), until one answers.
 
     `issued[k]`, when given, is the actor call k went to. A call made before its replica was replaced
     (a batch generated ahead of training) is lost with the old actor: it is made again on the
@@ -78,9 +78,29 @@ def settle(group: Healable, items: list[tuple[int, Any]], what: str,
                 raise
             failure = err
         replaced_since = issued is not None and issued[k] is not None and issued[k] is not group.handles[replica]
-        if not replaced_since:
-            group.handles[replica] = group.healing.swap(group.role, replica, group.handles[replica], failure)
-        out.append(gather(group.role, [(replica, reissue(k))], group.timeout_s, what)[0])
-        if not replaced_since:
-            group.healing.record(group.role, replica, failure.cause, time.perf_counter() - start)
+        out.append(_reissue_until_answered(group, replica, k, what, reissue, None if replaced_since else failure,
+                                           start))
     return out
+
+
+def _reissue_until_answered(group: Healable, replica: int, k: int, what: str, reissue: Callable[[int], Any],
+                            failure: ReplicaError | None, since: float) -> Any:
+    """Make call k again until a replica answers it. `failure`: why the replica must be replaced first
+    (None: it already was). A replacement that dies or hangs in turn is replaced too, each counted
+    against fault.max_restarts (which ends the loop), each recorded with the seconds it cost."""
+    while True:
+        if failure is not None:
+            group.handles[replica] = group.healing.swap(group.role, replica, group.handles[replica], failure)
+        issued_at = time.perf_counter()
+        try:
+            value = gather(group.role, [(replica, reissue(k))], group.timeout_s, what)[0]
+        except ReplicaError as err:
+            if err.cause == "failed":
+                raise
+            if failure is not None:
+                group.healing.record(group.role, replica, failure.cause, issued_at - since)
+            failure, since = err, issued_at
+            continue
+        if failure is not None:
+            group.healing.record(group.role, replica, failure.cause, time.perf_counter() - since)
+        return value

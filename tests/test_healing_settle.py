@@ -70,3 +70,28 @@ def test_past_max_restarts_the_failure_ends_the_call(local_ray):
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(ReplicaError, match="fault.max_restarts=0"):
         settle(Group([old], healing), [(0, ref)], "echo", lambda k: None)
+
+
+def test_a_replacement_lost_on_the_reissued_call_is_replaced_in_turn(local_ray):
+    # two faults close together (the healing test's killed-then-frozen generator): the call re-made on a
+    # replacement that dies too is made again on a third actor, each replacement counted and recorded
+    healing = Healing(replace=lambda role, replica: Echo.remote())
+    old, pid = _started()
+    group = Group([old], healing)
+    ref = old.echo.remote(1, 5.0)
+    os.kill(pid, signal.SIGKILL)
+    tries = []
+
+    def reissue(k):
+        handle = group.handles[0]
+        tries.append(handle)
+        if len(tries) == 1:                      # the first replacement dies while it makes the call
+            pid = ray.get(handle.pid.remote())
+            call = handle.echo.remote(k + 1, 5.0)
+            os.kill(pid, signal.SIGKILL)
+            return call
+        return handle.echo.remote(k + 1)
+
+    assert settle(group, [(0, ref)], "echo", reissue) == [1]
+    assert healing.total == 2 and len({id(h) for h in tries}) == 2 and group.handles[0] is tries[-1]
+    assert [e["cause"] for e in healing.drain()] == ["died", "died"]
