@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +21,27 @@ def local_ray():
     start_ray("")
     yield ray
     ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- one CLI run, two modules
+TINY_CLI_STEPS = 8
+TINY_CLI_SETS = (f"rollout.steps={TINY_CLI_STEPS}", "run.sinks=[tensorboard,wandb,mlflow]")
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory):
+    """`promedical train --config tiny` as a user runs it (its own local Ray, stdout a pipe, all three
+    sinks), shared by the end-to-end tests and the CLI/sink tests: one run start for both (suite time).
+    Fields: run_dir, out, err, steps, sets (the `--set` overrides, for rebuilding its config)."""
+    run_dir = tmp_path_factory.mktemp("tiny-cli") / "run"
+    exe = Path(sys.executable).with_name("promedical")
+    sets = [arg for s in TINY_CLI_SETS for arg in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([str(exe), "train", "--config", "tiny", *sets, "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=900, env={**env, "WANDB_SILENT": "true"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return SimpleNamespace(run_dir=run_dir, out=proc.stdout, err=proc.stderr, steps=TINY_CLI_STEPS,
+                           sets=list(TINY_CLI_SETS))
 
 
 # ----------------------------------------------------------------------------- two runs compared

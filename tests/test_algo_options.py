@@ -173,6 +173,15 @@ def check_warmup(events, table):
     assert [e["lr"] for e in events] == pytest.approx([LR / 3, 2 * LR / 3, LR])
 
 
+def check_held_out_eval(events, table):
+    # run.eval_every=2 on the 8 builtin:tiny prompts that are not trained on (HELD_OUT): after the second step
+    assert [e["step"] for e in events if "eval/s1" in e] == [1]
+    event = events[1]
+    assert event["eval/n"] == 8 and event["eval/invalid_verdicts"] == 0
+    assert 0.0 <= event["eval/s1_low"] <= event["eval/s1"] <= event["eval/s1_high"] <= 1.0
+    assert set(table["prompt_id"].to_pylist()).isdisjoint(HELD_OUT_IDS)
+
+
 def check_lexicographic(events, table):
     for r, g in zip(_per_step(table, "reward"), _per_step(table, "group_id")):
         assert ((0 <= r) & (r <= 1)).all()
@@ -197,11 +206,26 @@ RUNS = [
      ("algo.lr_schedule=cosine", check_cosine), ("algo.kl_estimator=k1", check_clip),
      ("reward.aggregator=lexicographic", check_lexicographic)),
     (("algo.std=population", check_population_std), ("algo.clip_eps_high=0.28", check_clip),
-     ("algo.warmup_steps=2", check_warmup)),
+     ("algo.warmup_steps=2", check_warmup), ("run.eval_every=2", check_held_out_eval)),
     (("rollout.dynamic_sampling=true", check_dynamic_sampling), ("rollout.overlong=filter", check_filter)),
     (("algo.dual_clip=1.3", check_clip), ("algo.loss_agg=seq_mean_token_sum_norm", check_clip),
      ("rollout.overlong=soft", check_soft), ("reward.aggregator=gdpo", check_gdpo)),
 ]
+
+
+HELD_OUT_IDS: set[str] = set()
+
+
+def held_out_split(tmp_path) -> list[str]:
+    """run.eval_every needs held-out prompts: the first 24 builtin:tiny prompts train, the other 8 are held out."""
+    from promedical.deploy.run import prompts_path
+    from promedical.reward.rubric_io import load_records, save_records
+
+    records = load_records(prompts_path("builtin:tiny"))
+    save_records(records[:24], tmp_path / "train.jsonl")
+    save_records(records[24:], tmp_path / "heldout.jsonl")
+    HELD_OUT_IDS.update(r.prompt_id for r in records[24:])
+    return [f"data.prompts={tmp_path / 'train.jsonl'}", f"run.eval_prompts={tmp_path / 'heldout.jsonl'}"]
 
 
 def train(tmp_path, options: list[str]) -> RunDir:
@@ -210,7 +234,8 @@ def train(tmp_path, options: list[str]) -> RunDir:
     from promedical.deploy.run import train as run_training
 
     run_dir = tmp_path / "run"
-    cfg = load_config("tiny", [*options, f"rollout.steps={STEPS}", f"run.loss_inputs_dir={run_dir}/loss_inputs"])
+    split = held_out_split(tmp_path) if any(o.startswith("run.eval_every=") for o in options) else []
+    cfg = load_config("tiny", [*options, *split, f"rollout.steps={STEPS}", f"run.loss_inputs_dir={run_dir}/loss_inputs"])
     return RunDir(run_training(cfg, run_dir))
 
 

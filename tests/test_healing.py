@@ -3,7 +3,6 @@ is replaced and its work re-issued; a killed policy resumes from the checkpoint.
 uninterrupted run with the same seed does: same metrics, same stored rollouts, every row trained once.
 """
 import os
-import random
 import signal
 import threading
 import time
@@ -27,9 +26,9 @@ def _alive_pid(class_name: str) -> int:
     return pids[0]
 
 
-def _train_with_fault(tmp_path, name, role, sig, at_step, extra=(), then=()):
-    """Train in a thread; when `at_step` steps are logged, send `sig` to the role's actor process; `then`:
-    more (role, at_step) faults, each SIGKILLed in turn once its step count is logged."""
+def _train_with_fault(tmp_path, name, faults, extra=()):
+    """Train in a thread; `faults`: (role, signal, steps) in turn, each sent to the role's actor process once
+    that many steps are logged."""
     from promedical.deploy.run import train
 
     cfg = load_config("tiny", SETTINGS + list(extra))
@@ -37,7 +36,7 @@ def _train_with_fault(tmp_path, name, role, sig, at_step, extra=(), then=()):
     errors = []
     thread = threading.Thread(target=lambda: _capture(errors, train, cfg, run_dir), daemon=True)
     thread.start()
-    faults = [(role, sig, at_step), *[(r, signal.SIGKILL, s) for r, s in then]]
+    faults = list(faults)
     deadline = time.time() + 600
     while time.time() < deadline and thread.is_alive() and faults:
         target, signum, step = faults[0]
@@ -72,44 +71,40 @@ def _restarts(run: RunDir) -> list[dict]:
     return [e for e in read_events(run.metrics_path)[0] if e.get("event") == "restart"]
 
 
+KILL, STOP = signal.SIGKILL, signal.SIGSTOP
+# Faults sent in turn within one run (the suite's time: each run start costs more than its steps), as
+# (role, signal, steps logged when it is sent), and the restarts they must cause, in order.
+PLANS = {
+    # a killed generator replaced, then its replacement frozen: detected by fault.timeout_s.generator=30
+    "generator-killed-then-frozen": ([("generator", KILL, 1), ("generator", STOP, 2)], "auto",
+                                     [("generator", "died"), ("generator", "hung")]),
+    # two scoring replicas replaced in turn, then the policy lost: the run resumes from step_000002
+    "reward-reference-then-policy": ([("reward", KILL, 1), ("reference", KILL, 2), ("policy", KILL, 3)], "auto",
+                                     [("reward", "died"), ("reference", "died"), ("policy", "died")]),
+    # under the collective sync the replacement gets its batch's version from the policy (through the
+    # object store) and the group meets again under a new name; the run is still the object-store baseline
+    "generator-collective": ([("generator", KILL, 2)], "collective", [("generator", "died")]),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("role, seed, sync", [("generator", 11, "auto"), ("reward+reference", 12, "auto"),
-                                              ("generator", 16, "collective")])
-def test_a_killed_replica_is_replaced_and_the_run_is_the_uninterrupted_one(tmp_path, baseline, same_run, role, seed,
-                                                                          sync):
-    """Under the collective sync the replacement gets its batch's version from the policy (through the
-    object store) and the group meets again under a new name; the run is still the object-store baseline.
-    reward+reference: the reward replica is killed, then (one step or more later) the reference replica,
-    in one run (the suite's time: two roles healed in turn cost one run)."""
-    roles = role.split("+")
-    first = random.Random(seed).randint(1, 2 if len(roles) > 1 else 3)
-    then = [(r, first + k + 1) for k, r in enumerate(roles[1:])]
+@pytest.mark.parametrize("plan", list(PLANS))
+def test_faulted_roles_are_replaced_and_the_run_is_the_uninterrupted_one(tmp_path, baseline, same_run, plan):
+    faults, sync, expected = PLANS[plan]
     # a SIGKILL is seen at once: a longer generator timeout only keeps a slow first generation under load
-    # from counting as a hang (a second fault) in the extra case
-    extra = [f"placement.weight_sync={sync}"] + (["fault.timeout_s.generator=180"] if sync != "auto" else [])
-    run = _train_with_fault(tmp_path, role, roles[0], signal.SIGKILL, first, extra, then)
-    same_run(run, baseline)
-    restarts = _restarts(run)
-    assert [(e["role"], e["cause"]) for e in restarts] == [(r, "died") for r in roles], restarts
-    assert all(e["seconds_lost"] > 0 for e in restarts)
-    assert list(iter_events(run.metrics_path))[-1]["restarts"] == len(roles)
-
-
-@pytest.mark.slow
-def test_a_frozen_generator_is_detected_within_its_timeout_and_replaced(tmp_path, baseline):
+    # from counting as a hang (a second fault) where no freeze is planned
+    frozen = any(signum == STOP for _, signum, _ in faults)
+    extra = [f"placement.weight_sync={sync}"] + ([] if frozen else ["fault.timeout_s.generator=180"])
     start = time.time()
-    run = _train_with_fault(tmp_path, "frozen", "generator", signal.SIGSTOP, at_step=2)
-    restarts = _restarts(run)
-    assert [(e["role"], e["cause"]) for e in restarts] == [("generator", "hung")], restarts
-    assert 30 <= restarts[0]["seconds_lost"] < 30 + 300           # fault.timeout_s.generator=30, then a new actor
-    assert [e["step"] for e in iter_events(run.metrics_path)] == list(range(5))
-    assert time.time() - start < 600
-
-
-@pytest.mark.slow
-def test_a_killed_policy_resumes_from_its_checkpoint_and_matches(tmp_path, baseline, same_run):
-    run = _train_with_fault(tmp_path, "policy", "policy", signal.SIGKILL, at_step=3)
+    run = _train_with_fault(tmp_path, plan, faults, extra)
     same_run(run, baseline)
-    (restart,) = _restarts(run)
-    assert restart["role"] == "policy" and restart["resumed_from"] == "step_000002"
-    assert restart["seconds_lost"] > 0
+    restarts = _restarts(run)
+    assert [(e["role"], e["cause"]) for e in restarts] == expected, restarts
+    assert all(e["seconds_lost"] > 0 for e in restarts)
+    assert list(iter_events(run.metrics_path))[-1]["restarts"] == len(expected)
+    for event in restarts:
+        if event["cause"] == "hung":                       # fault.timeout_s.generator=30, then a new actor
+            assert 30 <= event["seconds_lost"] < 30 + 300
+        if event["role"] == "policy":                      # not healed in place: resumed from its checkpoint
+            assert event["resumed_from"] == "step_000002"
+    assert time.time() - start < 600

@@ -12,35 +12,31 @@ import pytest
 
 from promedical.storage.metrics_log import iter_events
 
-STEPS = 2
 ROLES = ("policy", "reference", "reward", "generator")
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("cli") / "run"
-    exe = Path(sys.executable).with_name("promedical")
-    proc = subprocess.run([str(exe), "train", "--config", "tiny", "--set", f"rollout.steps={STEPS}",
-                           "--set", "run.sinks=[tensorboard,wandb,mlflow]", "--run-dir", str(run_dir)],
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, proc.stdout, proc.stderr
+def cli_run(tiny_cli_run):
+    """The session's tiny CLI run (conftest: 8 steps, sinks tensorboard, wandb, mlflow; shared with e2e)."""
+    return tiny_cli_run.run_dir, tiny_cli_run.out, tiny_cli_run.err, tiny_cli_run.steps
 
 
 @pytest.mark.slow
 def test_a_pipe_gets_one_line_per_step_and_a_summary_only(cli_run):
-    run_dir, out, err = cli_run
+    run_dir, out, err, steps = cli_run
     lines = (out + err).splitlines()
     step_lines = [line for line in lines if line.startswith("step ")]
-    assert [line.split("  ")[0] for line in step_lines] == [f"step {k}/{STEPS}" for k in range(1, STEPS + 1)]
+    assert [line.split("  ")[0] for line in step_lines] == [f"step {k}/{steps}" for k in range(1, steps + 1)]
     assert not [line for line in lines if " INFO " in line or "(pid=" in line], lines   # no actor output
-    assert len(lines) <= STEPS + 25, lines           # the step lines plus the summary (~15 lines)
-    assert any(line.startswith(f"run finished: {STEPS} step(s)") for line in lines)
+    # the step lines plus the summary (~20 lines); a first run on a fresh machine adds a few lines of
+    # first-use output (a DeepSpeed accelerator warning, the tiny model written once)
+    assert len(lines) - len(step_lines) <= 30, lines
+    assert any(line.startswith(f"run finished: {steps} step(s)") for line in lines)
 
 
 @pytest.mark.slow
 def test_actor_logs_are_in_the_run_directory(cli_run):
-    run_dir, _, _ = cli_run
+    run_dir, _, _, steps = cli_run
     logs = run_dir / "logs"
     assert sorted(p.name for p in logs.glob("*.log")) == sorted(f"{role}-0.log" for role in ROLES)
     generator = (logs / "generator-0.log").read_text()
@@ -59,12 +55,12 @@ def _wandb_history(run_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_wandb_offline_and_mlflow_hold_the_logged_step_events(cli_run):
-    run_dir, _, _ = cli_run
+    run_dir, _, _, steps = cli_run
     events = list(iter_events(run_dir / "metrics.msgpack"))
-    assert [e["step"] for e in events] == list(range(STEPS))
+    assert [e["step"] for e in events] == list(range(steps))
 
     history = _wandb_history(run_dir)
-    assert [int(h["step"]["num"]) for h in history] == list(range(STEPS))
+    assert [int(h["step"]["num"]) for h in history] == list(range(steps))
     for row, e in zip(history, events):
         assert row["item"]["reward_mean"] == pytest.approx(e["reward_mean"])
         assert row["item"]["kl"] == pytest.approx(e["kl"])
