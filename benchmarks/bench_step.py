@@ -67,6 +67,17 @@ def run_trl(steps: int, work: Path) -> dict:
     return {"preset": "TRL GRPOTrainer", "step_s": statistics.median(times), "peak_gib": mem.peak_bytes / 2**30}
 
 
+def _need_trl() -> None:
+    """Refuse --trl before any run when TRL is not installed (it is the `bench` extra, not in setup.sh)."""
+    import importlib.util
+
+    missing = [m for m in ("trl", "datasets") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"bench_step.py: error: --trl needs {' and '.join(missing)}: .venv/bin/pip install -e .[bench]",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
 def header() -> str:
     """Date, CPU, the flags runtime/dtypes.py decides `auto` by, cores and the load average now."""
     import datetime
@@ -91,6 +102,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every preset run, as `promedical train --set`")
     args = parser.parse_args()
+    if args.trl:
+        _need_trl()
     print(header(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_preset(p, args.steps, Path(tmp), args.overrides) for p in args.presets]
