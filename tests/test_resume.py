@@ -45,10 +45,9 @@ def _kill_group(proc):
 
 
 def _crash_and_resume(base, args, kill_after):
-    """An uninterrupted run, and one killed after `kill_after` steps then resumed: (full, crashed, killed at).
-    The uninterrupted run goes on beside the other two (each its own local Ray; the suite's time)."""
+    """An uninterrupted run, and one killed after `kill_after` steps then resumed: (full, crashed, killed at)."""
     full, crashed = base / "full", base / "crashed"
-    uninterrupted = _train(*args, "--run-dir", str(full))
+    _finish(_train(*args, "--run-dir", str(full)))
     proc = _train(*args, "--run-dir", str(crashed))
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -58,9 +57,7 @@ def _crash_and_resume(base, args, kill_after):
     assert proc.poll() is None, "the run ended before it could be killed"
     _kill_group(proc)
     killed_at = len(read_events(crashed / "metrics.msgpack")[0])
-    resumed = _train("--resume", str(crashed))
-    _finish(uninterrupted)
-    _finish(resumed)
+    _finish(_train("--resume", str(crashed)))
     return RunDir(full), RunDir(crashed), killed_at
 
 
