@@ -174,12 +174,12 @@ def check_warmup(events, table):
 
 
 def check_held_out_eval(events, table):
-    # run.eval_every=2 on the 8 builtin:tiny prompts that are not trained on (HELD_OUT): after the second step
+    # run.eval_every=2 on the 8 builtin:tiny prompts that are not trained on: after the second step
     assert [e["step"] for e in events if "eval/s1" in e] == [1]
     event = events[1]
     assert event["eval/n"] == 8 and event["eval/invalid_verdicts"] == 0
     assert 0.0 <= event["eval/s1_low"] <= event["eval/s1"] <= event["eval/s1_high"] <= 1.0
-    assert set(table["prompt_id"].to_pylist()).isdisjoint(HELD_OUT_IDS)
+    assert set(table["prompt_id"].to_pylist()).isdisjoint(r.prompt_id for r in _tiny_records()[TRAINED:])
 
 
 def check_lexicographic(events, table):
@@ -213,18 +213,23 @@ RUNS = [
 ]
 
 
-HELD_OUT_IDS: set[str] = set()
+TRAINED = 24      # run.eval_every needs held-out prompts: the first 24 builtin:tiny prompts train, the other 8 not
+
+
+def _tiny_records():
+    from promedical.deploy.run import prompts_path
+    from promedical.reward.rubric_io import load_records
+
+    return load_records(prompts_path("builtin:tiny"))
 
 
 def held_out_split(tmp_path) -> list[str]:
-    """run.eval_every needs held-out prompts: the first 24 builtin:tiny prompts train, the other 8 are held out."""
-    from promedical.deploy.run import prompts_path
-    from promedical.reward.rubric_io import load_records, save_records
+    """The `--set`s that train on the first TRAINED builtin:tiny prompts and evaluate on the rest."""
+    from promedical.reward.rubric_io import save_records
 
-    records = load_records(prompts_path("builtin:tiny"))
-    save_records(records[:24], tmp_path / "train.jsonl")
-    save_records(records[24:], tmp_path / "heldout.jsonl")
-    HELD_OUT_IDS.update(r.prompt_id for r in records[24:])
+    records = _tiny_records()
+    save_records(records[:TRAINED], tmp_path / "train.jsonl")
+    save_records(records[TRAINED:], tmp_path / "heldout.jsonl")
     return [f"data.prompts={tmp_path / 'train.jsonl'}", f"run.eval_prompts={tmp_path / 'heldout.jsonl'}"]
 
 
