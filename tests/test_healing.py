@@ -19,11 +19,14 @@ SETTINGS = ["rollout.steps=5", "rollout.prompts_per_step=2", "rollout.group_size
 CLASS = {"generator": "Generator", "reward": "RewardModel", "reference": "Reference", "policy": "Policy"}
 
 
-def _alive_pid(class_name: str) -> int:
+def _alive_pid(class_name: str, faulted: set[int]) -> int | None:
+    """The role's one live actor process not faulted yet; None while there is none (a killed actor's
+    replacement is only made once the loss is seen, which can be a step later)."""
     from ray._private.state import actors
-    pids = [a["Pid"] for a in actors().values() if a["ActorClassName"] == class_name and a["State"] == "ALIVE"]
-    assert len(pids) == 1, pids
-    return pids[0]
+    pids = [a["Pid"] for a in actors().values()
+            if a["ActorClassName"] == class_name and a["State"] == "ALIVE" and a["Pid"] not in faulted]
+    assert len(pids) <= 1, pids
+    return pids[0] if pids else None
 
 
 def _train_with_fault(tmp_path, name, faults, extra=()):
@@ -36,14 +39,18 @@ def _train_with_fault(tmp_path, name, faults, extra=()):
     errors = []
     thread = threading.Thread(target=lambda: _capture(errors, train, cfg, run_dir), daemon=True)
     thread.start()
-    faults = list(faults)
+    faults, faulted = list(faults), set()
     deadline = time.time() + 600
     while time.time() < deadline and thread.is_alive() and faults:
         target, signum, step = faults[0]
         if (run_dir / "metrics.msgpack").exists() and len(read_events(run_dir / "metrics.msgpack")[0]) >= step:
-            os.kill(_alive_pid(CLASS[target]), signum)
-            faults.pop(0)
+            pid = _alive_pid(CLASS[target], faulted)
+            if pid is not None:
+                os.kill(pid, signum)
+                faulted.add(pid)
+                faults.pop(0)
         time.sleep(0.05)
+    assert not faults, f"faults never sent: {faults}"
     thread.join(timeout=600)
     assert not errors, errors
     return RunDir(run_dir)
