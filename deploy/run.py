@@ -99,14 +99,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
 
     `console` (observe/console.py) shows the progress; by default plain lines, live on a terminal.
     Generator, reward and reference replicas heal inside an attempt (actors/healing.py); a failure they
-    do not cover (a lost policy rank) resumes the run from its latest checkpoint, up to
-    `fault.resume_attempts` times, each recorded as a restart event in the metric log.
+    do not cover (a lost policy rank) resumes the run from its latest checkpoint (or starts it over when
+    it was lost before the first one), up to `fault.resume_attempts` times, each recorded as a restart
+    event in the metric log.
     """
     import ray
 
     from promedical.actors.errors import ReplicaError
     from promedical.deploy.auto_dtypes import resolve_auto_dtypes
-    from promedical.storage.checkpoints import Checkpoints
+    from promedical.storage.checkpoints import START, Checkpoints
 
     cfg = resolve_auto_dtypes(cfg)           # config.yaml records the concrete dtypes and why (`resolved:`)
     restarts: list[dict[str, Any]] = []     # of earlier attempts; logged once the next one has restored
@@ -114,13 +115,14 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, console=None) -> Pat
         try:
             return _attempt(cfg, run_dir, resume, console, restarts)
         except (ReplicaError, ray.exceptions.RayError) as exc:
-            checkpoints = Checkpoints(Path(run_dir) / "checkpoints", keep=cfg.run.keep_checkpoints)
-            if attempt == cfg.fault.resume_attempts or checkpoints.latest() is None:
+            if attempt == cfg.fault.resume_attempts:
                 raise
+            latest = Checkpoints(Path(run_dir) / "checkpoints", keep=cfg.run.keep_checkpoints).latest()
             role, replica = getattr(exc, "role", "run"), getattr(exc, "replica", -1)
             restarts.append({"event": "restart", "role": role, "replica": replica,
                              "cause": getattr(exc, "cause", type(exc).__name__), "failed_at": time.time(),
-                             "resumed_from": checkpoints.latest().name, "error": str(exc).splitlines()[0][:300]})
+                             "resumed_from": latest.name if latest else START,
+                             "error": str(exc).splitlines()[0][:300]})
             resume = True
     raise AssertionError("unreachable")
 
@@ -138,6 +140,10 @@ def _open_run(cfg: Config, run_dir: Path, resume: bool, restarts: list[dict[str,
 
     run = RunDir(run_dir)
     checkpoints = Checkpoints(run.checkpoints_dir, keep=cfg.run.keep_checkpoints)
+    if restarts and checkpoints.latest() is None:    # lost before its first checkpoint: the run starts over
+        redone = _lost_seconds(run, 0)
+        run.rewind(0)
+        return run, checkpoints, None, redone
     redone = _lost_seconds(run, int(checkpoints.latest().name.split("_")[1])) if restarts else 0.0
     latest = _resume_point(run, checkpoints) if resume else None
     if not resume:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from promedical.errors import UserError
+from promedical.storage.checkpoints import START
 
 METRICS_PREFIX = "PROMEDICAL_METRICS "   # one logged event per stdout line of a job's driver
 END_PREFIX = "PROMEDICAL_END "           # the driver's last line: {"status": ..., "run_dir": ...}
@@ -132,6 +133,7 @@ def render(events: Iterable[dict[str, Any]], as_json: bool, write: Callable[[str
 
 def restart_line(event: dict[str, Any]) -> str:
     """A replaced replica or a resumed run, between the step rows."""
-    what = "run resumed from " + event["resumed_from"] if "resumed_from" in event else "replaced"
+    resumed = event.get("resumed_from")
+    what = "replaced" if resumed is None else "run started over" if resumed == START else f"run resumed from {resumed}"
     return (f"  restart at step {int(event['step']) + 1}: {event['role']} replica {event['replica']} "
             f"{event['cause']}, {what}, {float(event['seconds_lost']):.1f} s lost")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 COMPLETE = "COMPLETE"
+START = "start"     # where a run lost before its first checkpoint resumes from: it starts over
 _NAME = re.compile(r"^step_(\d{6,})$")
 
 

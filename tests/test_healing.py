@@ -31,7 +31,8 @@ def _alive_pid(class_name: str, faulted: set[int]) -> int | None:
 
 def _train_with_fault(tmp_path, name, faults, extra=()):
     """Train in a thread; `faults`: (role, signal, steps) in turn, each sent to the role's actor process once
-    that many steps are logged."""
+    that many steps are logged (step events only: restart events would send a fault early, the policy's
+    into its first checkpoint's save)."""
     from promedical.deploy.run import train
 
     cfg = load_config("tiny", SETTINGS + list(extra))
@@ -43,7 +44,7 @@ def _train_with_fault(tmp_path, name, faults, extra=()):
     deadline = time.time() + 600
     while time.time() < deadline and thread.is_alive() and faults:
         target, signum, step = faults[0]
-        if (run_dir / "metrics.msgpack").exists() and len(read_events(run_dir / "metrics.msgpack")[0]) >= step:
+        if (run_dir / "metrics.msgpack").exists() and len(list(iter_events(run_dir / "metrics.msgpack"))) >= step:
             pid = _alive_pid(CLASS[target], faulted)
             if pid is not None:
                 os.kill(pid, signum)
