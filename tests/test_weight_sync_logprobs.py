@@ -28,6 +28,15 @@ def actors(local_ray):
     return ray, policy, generator, batch
 
 
+def test_the_generator_computes_on_every_core_it_is_bound_to(actors):
+    """Ray starts the 0.5-CPU generator with OMP_NUM_THREADS=1; the actor sets as many intra-op threads as
+    its vLLM binding names (generator.omp_threads_bind=auto: the node's cores)."""
+    from promedical.runtime.threads import node_cores
+
+    ray, _, generator, _ = actors
+    assert ray.get(generator.__ray_call__.remote(lambda self: __import__("torch").get_num_threads())) == node_cores()
+
+
 def _policy_logprobs(ray, policy, batch):
     return ray.get(policy.logprobs.remote(batch))
 
@@ -99,3 +108,22 @@ def test_after_each_sync_the_generator_scores_as_the_policy(actors, method):
         assert _max_gap(_generator_logprobs(ray, generator, batch), trained) < TOLERANCE
         assert ray.get(generator.version.remote()) == version
         assert syncer.method.generators.held == [version] and syncer.method.generators.version == version
+
+
+def test_samples_read_their_prompt_from_the_cache_of_the_current_weights(actors):
+    """The G samples of a prompt read its KV blocks from the prefix cache (prefilled once per generate
+    call), and a weight sync empties that cache: after it, the samples' logprobs are the trained policy's,
+    so no block computed with the old weights served them."""
+    from promedical.actors.interfaces import PromptRequest
+
+    ray, policy, generator, _ = actors
+    long = [PromptRequest(prompt_id=f"long{i}", group_id=900 + i, messages=(("user", f"fever {i} and cough " * 40),))
+            for i in range(4)]                                   # the tiny preset's prompts_per_step
+    first = ray.get(generator.generate.remote(long, 8))          # caches the prompts under the old weights
+    ray.get(policy.train_step.remote(_training_batch(first)))
+    ray.get(generator.load_weights.remote(ray.get(generator.version.remote()) + 1, policy.export_weights.remote()))
+    second = ray.get(generator.generate.remote(long, 8))
+    assert len(second.column("prompt_ids")[0].as_py()) == 128            # max_prompt_tokens: four 32-token blocks
+    assert ray.get(generator.cached_prompt_tokens.remote()) >= 4 * 64    # the samples read their prompt's blocks
+    behaviour = second.column("behaviour_logprobs").to_pylist()
+    assert _max_gap(behaviour, _policy_logprobs(ray, policy, second)) < TOLERANCE
