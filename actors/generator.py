@@ -148,7 +148,7 @@ class Generator:
 
         vLLM runs the G samples of a prompt (n=G) as G requests scheduled together, each prefilling the
         whole prompt: G times the prompt's compute. On a 2-core AVX2 machine this pass cut the demo's
-        generate phase from 78.7 to 52.1 s, same samples (README "Measured performance").
+        generate phase from 78.7 to 52.1 s (README "Measured performance").
         """
         self.llm.generate(token_prompts, self._SamplingParams(max_tokens=1), use_tqdm=False,
                           lora_request=self._lora)
