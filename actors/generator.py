@@ -67,7 +67,8 @@ class Generator:
             kwargs["tensor_parallel_size"] = tensor_parallel_size
             # colocated on a GPU: weights go to host memory and the KV cache is freed while the policy trains
             kwargs["enable_sleep_mode"] = sleep_between_steps
-        else:   # vLLM-CPU's default 128-token blocks would leave short prompts uncached (a demo batch: 35-256 tokens, 6 of 8 under 64)
+        else:   # vLLM-CPU's default 128-token blocks would leave short prompts uncached
+            # (one demo batch: 35 to 256 tokens, 6 of 8 prompts under 64)
             kwargs["block_size"] = CPU_BLOCK_TOKENS
         if lora_rank:   # model.lora: the policy's adapter arrives by version and is served by name (load_weights)
             from promedical.actors.lora import vllm_max_lora_rank
