@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from promedical.actors.schedules import LrSchedule
-from promedical.runtime.distributed import init_distributed, use_cpu_accelerator_without_cuda
+from promedical.runtime.distributed import import_deepspeed, init_distributed
 from promedical.runtime.memory import release_memory
 from promedical.runtime.threads import apply_threads
 from promedical.actors.interfaces import RankShare
@@ -32,11 +32,10 @@ class Policy:
                  export_dtype: str = "float32", rank: int = 0, world_size: int = 1,
                  master_addr: str = "", master_port: int = 0, loss_inputs_dir: str = "") -> None:
         import torch
-        use_cpu_accelerator_without_cuda()
         if world_size > 1:   # one rank of a data-parallel group: rendezvous at rank 0's address
             os.environ.update(RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(world_size),
                               MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
-        import deepspeed
+        deepspeed = import_deepspeed()
         from transformers import AutoModelForCausalLM
 
         apply_threads(threads)       # runtime/threads.py: from the placement, never Ray's 1-thread default
