@@ -43,6 +43,12 @@ if [ ! -f "$TYPES_STAMP" ]; then
   "$VENV/bin/pip" install -q mypy==2.4.1
   touch "$TYPES_STAMP"
 fi
+# Two test processes (pyproject addopts -n 2; tests/conftest.py keeps a module in one of them).
+XDIST_STAMP=$VENV/.promedical-xdist-v1
+if [ ! -f "$XDIST_STAMP" ]; then
+  "$VENV/bin/pip" install -q pytest-xdist==3.8.0
+  touch "$XDIST_STAMP"
+fi
 # PEFT for LoRA GRPO (model.lora; actors/lora.py); --no-deps: everything it needs is in the stack above.
 LORA_STAMP=$VENV/.promedical-lora-v1
 if [ ! -f "$LORA_STAMP" ]; then

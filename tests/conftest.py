@@ -31,17 +31,34 @@ TINY_CLI_SETS = (f"rollout.steps={TINY_CLI_STEPS}", "run.sinks=[tensorboard,wand
 @pytest.fixture(scope="session")
 def tiny_cli_run(tmp_path_factory):
     """`promedical train --config tiny` as a user runs it (its own local Ray, stdout a pipe, all three
-    sinks), shared by the end-to-end tests and the CLI/sink tests: one run start for both (suite time).
+    sinks), shared by the end-to-end tests and the CLI/sink tests: one run start for both (suite time),
+    also when the two modules run in different xdist workers (the first builds it, under a lock, in the
+    workers' common temporary directory; the other reads it).
     Fields: run_dir, out, err, steps, sets (the `--set` overrides, for rebuilding its config)."""
-    run_dir = tmp_path_factory.mktemp("tiny-cli") / "run"
+    import fcntl
+    import json
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(root / "tiny-cli.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "tiny-cli" / "result.json"
+        if not done.exists():
+            done.parent.mkdir(exist_ok=True)
+            done.write_text(json.dumps(_tiny_cli(done.parent / "run")))
+        result = json.loads(done.read_text())
+    return SimpleNamespace(run_dir=Path(result["run_dir"]), out=result["out"], err=result["err"],
+                           steps=TINY_CLI_STEPS, sets=list(TINY_CLI_SETS))
+
+
+def _tiny_cli(run_dir: Path) -> dict:
     exe = Path(sys.executable).with_name("promedical")
     sets = [arg for s in TINY_CLI_SETS for arg in ("--set", s)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run([str(exe), "train", "--config", "tiny", *sets, "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=900, env={**env, "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return SimpleNamespace(run_dir=run_dir, out=proc.stdout, err=proc.stderr, steps=TINY_CLI_STEPS,
-                           sets=list(TINY_CLI_SETS))
+    return {"run_dir": str(run_dir), "out": proc.stdout, "err": proc.stderr}
 
 
 # ----------------------------------------------------------------------------- two runs compared
@@ -80,3 +97,23 @@ def same_run():
     """`same_run(run, baseline)`: fail unless the RunDir `run` logged the metrics and stored the rollouts of
     `baseline` (same seed; healing and weight-sync tests)."""
     return _same_run
+
+
+
+# ----------------------------------------------------------------------------- two test processes (xdist)
+# `pytest` runs the suite in 2 worker processes (pyproject addopts: -n 2 --dist loadfile): each module
+# stays in one worker (its module-scoped Ray and runs are built once), and the runs' start-ups leave a core
+# idle part of the time, which the other worker fills. (--dist loadgroup does not group under pytest 9.)
+# Modules that took over 40 s in one serial suite run (2026-12-07, 2-core AVX2 EPYC), longest first: they
+# are handed out first, so that no long module is left to run alone at the end. Only the order changes.
+LONGEST_FIRST = ("test_resume.py", "test_healing.py", "test_reward_decoder.py", "test_ops_jobs.py",
+                 "test_async_pipeline.py", "test_algo_options.py", "test_judge_training.py",
+                 "test_weight_sync_collective.py", "test_guards_policy.py", "test_policy_ranks.py",
+                 "test_guards_run.py", "test_lora.py", "test_healing_node.py", "test_e2e_tiny.py",
+                 "test_eval_cli.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest modules first (a stable sort: the order inside a module is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
