@@ -99,7 +99,6 @@ def same_run():
     return _same_run
 
 
-
 # ----------------------------------------------------------------------------- two test processes (xdist)
 # `pytest` runs the suite in 2 worker processes (pyproject addopts: -n 2 --dist loadfile): each module
 # stays in one worker (its module-scoped Ray and runs are built once), and the runs' start-ups leave a core
