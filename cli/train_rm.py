@@ -41,13 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-split", type=float, default=0.0, metavar="FRACTION",
                    help="training prompts kept out of the gradient steps to fit the calibration and veto "
                         "threshold (0 = calibrate on the training prompts)")
+    p.add_argument("--calibration-points", type=int, default=None, metavar="N",
+                   help="labelled triples scored to fit the calibration and veto threshold (default: "
+                        "TrainConfig's 800; fewer: a faster, noisier fit)")
     p.set_defaults(func=run)
 
 
 def check_numbers(args: argparse.Namespace) -> None:
     from promedical.errors import UserError
-    for key in ("epochs", "lr", "batch_size", "max_length"):
-        if not getattr(args, key) > 0:
+    for key in ("epochs", "lr", "batch_size", "max_length", "calibration_points"):
+        if getattr(args, key) is not None and not getattr(args, key) > 0:
             raise UserError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be > 0")
     if args.dtype == "bfloat16" and args.deepspeed is None:
         raise UserError("--dtype bfloat16: trains through DeepSpeed; add --deepspeed STAGE (0-3)")
@@ -71,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
     records = load_records(builtin_path(args.train))
     if not any(r.pairs for r in records):
         raise UserError(f"--train {args.train}: no pairwise preferences; build them with promedical data pairs")
+    points = {} if args.calibration_points is None else {"calibration_points": args.calibration_points}
     cfg = TrainConfig(use_criterion=not args.no_criterion, epochs=args.epochs, lr=args.lr,
                       batch_size=args.batch_size, max_length=args.max_length, freeze_layers=args.freeze_layers,
                       seed=args.seed, max_pairs=args.max_pairs, threads=args.threads, layout=args.layout,
                       fusion_layers=args.fusion_layers,
                       deepspeed_stage=-1 if args.deepspeed is None else args.deepspeed, dtype=args.dtype,
                       grad_checkpointing=args.grad_checkpointing, calibration_split=args.calibration_split,
-                      anchor_weight=args.anchor_weight)
+                      anchor_weight=args.anchor_weight, **points)
     try:
         summary = train_reward_model(resolve_model(args.backbone), records, out, cfg)
     except TrainSetupError as err:

@@ -100,7 +100,8 @@ def _cli(*args: str, launcher: list[str] | None = None, timeout: int = 420) -> s
 
 
 TRAIN = ("train-rm", "--backbone", "tiny", "--max-pairs", "8", "--batch-size", "8", "--epochs", "10",
-         "--lr", "1e-2", "--freeze-layers", "0", "--fusion-layers", "1", "--seed", "3")
+         "--lr", "1e-2", "--freeze-layers", "0", "--fusion-layers", "1", "--seed", "3",
+         "--calibration-points", "64")      # not the recipe's 800: scoring those took 20 s of each run here
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +155,17 @@ def test_two_ranks_train_the_same_model_as_one(tmp_path):
     assert np.abs(a - b).max() < 0.01 * np.ptp(a) and np.corrcoef(a, b)[0, 1] > 0.9999   # measured 0.4%, 0.999997
 
 
-def test_train_rm_refuses_what_the_backbone_cannot_do(tmp_path):
+def test_train_rm_refuses_what_the_backbone_cannot_do(tmp_path, capsys):
+    from promedical.cli.main import main
+
     for extra, message in ((("--fusion-layers", "3"), "fusion_layers 3: the model has 2 layers"),
                            (("--dtype", "bfloat16"), "--dtype bfloat16: trains through DeepSpeed"),
-                           (("--backbone", "minilm", "--layout", "prefix"), "Llama-style decoder")):
-        proc = _cli(*TRAIN, "--out", str(tmp_path / "o"), *extra)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
-        assert len(proc.stderr.strip().splitlines()) == 1
+                           (("--backbone", "minilm", "--layout", "prefix"), "Llama-style decoder"),
+                           (("--calibration-points", "0"), "--calibration-points: 0 must be > 0")):
+        code = main([*TRAIN, "--out", str(tmp_path / "o"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err[-2000:]
+        assert len(err.strip().splitlines()) == 1
         assert not (tmp_path / "o").exists()
 
 
