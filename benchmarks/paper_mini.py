@@ -6,13 +6,16 @@ Arms (all: the demo preset on data/medical_train.jsonl, same seed, steps, prompt
     no_veto     the same without the veto term (reward.aggregator=no_veto; the paper's ablation)
     scalar      one scalar per response from the criterion-agnostic twin ("minilm-agnostic",
                 reward.aggregator=scalar)
-Judge: "minilm-ecir-s1", an injected MiniLM with another seed and recipe (reward_model/ecir.py), through
-`promedical eval` (greedy answers on the held-out healthbench + kqa suites; S1, S2, S3, veto rate,
-HealthBench score with 95% bootstrap intervals). The base policy is judged once: "before" is the same
-model for every arm.
+Each arm is trained once per seed (--seeds). Judge: "minilm-ecir-s1", an injected MiniLM with another
+seed and recipe (reward_model/ecir.py) that trained no arm, through `promedical eval`: greedy answers on
+the held-out healthbench and kqa prompts and on MedSafetyBench's harmful requests (suite medsafety). The
+base policy is judged once (greedy answers do not depend on a training seed). Statistics, and the test
+stated before any run, in benchmarks/paper_mini_stats.py: per prompt, arms compared over seeds and
+prompts with 95% intervals.
 
-    python benchmarks/paper_mini.py [--steps 20] [--prompts 4] [--lr 4e-5] [--out runs/paper_mini]
-Writes OUT/summary.json, OUT/table.md and docs/paper_mini.png (or --plot).
+    python benchmarks/paper_mini.py [--seeds 0 1 2] [--steps 20] [--prompts 4] [--out runs/paper_mini]
+Writes OUT/summary.json, OUT/table.md and docs/paper_mini.png (or --plot). A stopped run is resumed:
+finished trainings and evaluations in OUT are reused.
 """
 from __future__ import annotations
 
@@ -24,14 +27,16 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paper_mini_stats as stats  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
 ARMS = {       # arm -> (reward model, aggregator)
     "promedical": ("minilm-ecir", "promedical"),
     "no_veto": ("minilm-ecir", "no_veto"),
     "scalar": ("minilm-agnostic", "scalar"),
 }
 JUDGE = "minilm-ecir-s1"
-SUITES = ("healthbench", "kqa")
-METRICS = ("healthbench", "s1", "s2", "s3", "veto_rate")
+SUITES = ("healthbench", "kqa", "medsafety")
 ROLLING = 5         # steps in the plotted running mean of the training reward
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +54,10 @@ def cli(args: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def judge(model: str, out: Path, args, log: Path) -> tuple[dict, float]:
-    """Judge-scored held-out metrics of `model` (a name or run directory): {suite: {metric: estimate}}.
-    An earlier finished evaluation in `out` is reused (0 s), so a stopped benchmark can be rerun."""
-    if (out / "results.json").is_file():
-        seconds = 0.0
-    else:
-        seconds = _judge(model, out, args, log)
-    models = json.loads((out / "results.json").read_text())["models"]
-    per_suite = next(iter(models.values()))
-    return {s: per_suite[s]["metrics"] for s in per_suite}, seconds
+def judge(model: str, out: Path, args, log: Path) -> float:
+    """Seconds to judge `model` (a name or run directory) on SUITES into `out`; an earlier finished
+    evaluation there is reused (0 s), so a stopped benchmark can be rerun."""
+    return 0.0 if (out / "results.json").is_file() else _judge(model, out, args, log)
 
 
 def _judge(model: str, out: Path, args, log: Path) -> float:
@@ -101,29 +100,46 @@ def run(args) -> dict:
     summary = {"settings": vars(args) | {"judge": JUDGE, "suites": SUITES}, "arms": {}}
     earlier = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     summary["reward_model_seconds"] = {JUDGE: build_model(JUDGE, log)}
-    summary["before"], summary["before_seconds"] = judge("smollm2", out / "eval_base", args, log)
+    summary["before_seconds"] = judge("smollm2", out / "eval_base", args, log)
     common = [f"rollout.steps={args.steps}", f"rollout.prompts_per_step={args.prompts}",
               f"rollout.group_size={args.group}", f"rollout.max_new_tokens={args.max_new_tokens}",
-              f"algo.lr={args.lr:.8f}", f"run.seed={args.seed}", f"run.checkpoint_every={args.steps}",
+              f"algo.lr={args.lr:.8f}", f"run.checkpoint_every={args.steps}",
               "run.keep_checkpoints=1", "run.save_rollouts=false", "run.sinks=[tensorboard]", "reward.grader=trained"]
     for arm, (model, aggregator) in ARMS.items():
         summary["reward_model_seconds"].setdefault(model, build_model(model, log))
-        run_dir = out / arm
-        flags = ["train", "--config", "demo", "--run-dir", str(run_dir)]
-        for item in common + [f"reward.model={model}", f"reward.aggregator={aggregator}"]:
-            flags += ["--set", item]
-        done = earlier.get("arms", {}).get(arm)
-        if run_dir.exists() and not (done and (run_dir / "checkpoints").is_dir()):
-            shutil.rmtree(run_dir)                    # a run stopped half-way starts again
-        train_s = done["train_seconds"] if done and (run_dir / "checkpoints").is_dir() else cli(flags, log)
-        after, eval_s = judge(str(run_dir), out / f"eval_{arm}", args, log)
-        eval_s = done["eval_seconds"] if done and not eval_s else eval_s
-        summary["arms"][arm] = {"train_seconds": train_s, "eval_seconds": eval_s, "after": after,
-                                "curve": train_curve(run_dir)}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary["arms"][arm] = {}
+        for seed in args.seeds:
+            summary["arms"][arm][str(seed)] = train_and_judge(out, arm, seed, common + [
+                f"run.seed={seed}", f"reward.model={model}", f"reward.aggregator={aggregator}"],
+                earlier.get("arms", {}).get(arm, {}).get(str(seed)), args, log)
+            (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    dirs = arm_dirs(summary)
+    summary["veto_prompts"] = stats.report(out, dirs)
+    summary["suites"] = {suite: stats.suite_report(out, dirs, suite) for suite in SUITES}
     summary["wall_seconds"] = time.perf_counter() - start
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def train_and_judge(out: Path, arm: str, seed: int, sets: list[str], done: dict | None, args, log: Path) -> dict:
+    """One arm at one seed: trained (or its finished run reused) and judged; seconds and training curve."""
+    run_dir = out / f"{arm}-{seed}"
+    flags = ["train", "--config", "demo", "--run-dir", str(run_dir)]
+    for item in sets:
+        flags += ["--set", item]
+    finished = done is not None and (run_dir / "checkpoints").is_dir()
+    if run_dir.exists() and not finished:
+        shutil.rmtree(run_dir)                    # a run stopped half-way starts again
+    train_s = done["train_seconds"] if finished else cli(flags, log)
+    eval_s = judge(str(run_dir), out / f"eval_{arm}-{seed}", args, log)
+    return {"train_seconds": train_s, "eval_seconds": eval_s or (done or {}).get("eval_seconds", 0.0),
+            "curve": train_curve(run_dir)}
+
+
+def arm_dirs(summary: dict) -> dict[str, list[str]]:
+    """Each arm's eval directories (one per seed), the base's one first."""
+    return {"base": ["eval_base"]} | {arm: [f"eval_{arm}-{seed}" for seed in seeds]
+                                      for arm, seeds in summary["arms"].items()}
 
 
 def _cell(est: dict | None) -> str:
@@ -131,59 +147,56 @@ def _cell(est: dict | None) -> str:
 
 
 def table(summary: dict) -> str:
-    """Markdown: one row per (suite, metric), before and each arm's after, with 95% intervals."""
+    """Markdown: per suite and tier metric, the base and each arm over seeds and prompts (95% intervals);
+    the veto prompts pooled with the pre-stated test; training reward and seconds per arm."""
     arms = list(summary["arms"])
-    head = f"| suite | metric (judge {JUDGE}) | before (base) | " + " | ".join(f"after {a}" for a in arms) + " |"
-    lines = [head,
+    lines = [f"| suite | metric (judge {JUDGE}) | base | " + " | ".join(arms) + " |",
              "|---|---|---|" + "---|" * len(arms)]
-    for suite in SUITES:
-        for metric in METRICS:
-            before = summary["before"].get(suite, {}).get(metric)
-            if before is None:
-                continue
-            cells = [_cell(summary["arms"][a]["after"].get(suite, {}).get(metric)) for a in arms]
-            lines.append(f"| {suite} | {metric} | {_cell(before)} | " + " | ".join(cells) + " |")
-    lines += ["", f"| arm | training reward, mean of the first {ROLLING} -> last {ROLLING} steps | train s | judge s |",
-              "|---|---|---|---|"]
-    for arm, r in summary["arms"].items():
-        c = [p["reward_mean"] for p in r["curve"]]
-        k = min(ROLLING, len(c))
-        moved = f"{sum(c[:k]) / k:+.3f} -> {sum(c[-k:]) / k:+.3f}" if c else "-"
-        lines.append(f"| {arm} | {moved} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
+    for suite, metrics in summary["suites"].items():
+        for metric, per_arm in metrics.items():
+            lines.append(f"| {suite} | {metric} | " + " | ".join(_cell(per_arm.get(a)) for a in ["base", *arms]) + " |")
+    lines += ["", "Veto prompts (held-out HealthBench with veto criteria + medsafety), pooled:", "",
+              stats.markdown(summary["veto_prompts"]),
+              f"| arm | training reward, mean over seeds of the first {ROLLING} -> last {ROLLING} steps "
+              "| train s (all seeds) | judge s |", "|---|---|---|---|"]
+    for arm, seeds in summary["arms"].items():
+        first, last = zip(*[_ends([p["reward_mean"] for p in r["curve"]]) for r in seeds.values()])
+        lines.append(f"| {arm} | {sum(first) / len(first):+.3f} -> {sum(last) / len(last):+.3f} | "
+                     f"{sum(r['train_seconds'] for r in seeds.values()):.0f} | "
+                     f"{sum(r['eval_seconds'] for r in seeds.values()):.0f} |")
     return "\n".join(lines) + "\n"
 
 
+def _ends(curve: list[float]) -> tuple[float, float]:
+    k = min(ROLLING, len(curve)) or 1
+    return sum(curve[:k]) / k, sum(curve[-k:]) / k
+
+
 def plot(summary: dict, path: Path) -> None:
-    """Left: training reward per step per arm (each arm's own reward). Right: judge metrics before/after."""
+    """Left: training reward per step per arm (mean over seeds). Right: pooled veto-prompt metrics."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for arm, r in summary["arms"].items():
-        steps, rewards = [p["step"] + 1 for p in r["curve"]], [p["reward_mean"] for p in r["curve"]]
-        line, = left.plot(steps, rewards, marker=".", alpha=0.35, linewidth=0.8)
-        k = min(ROLLING, len(rewards))
-        windows = [rewards[max(0, i - k + 1):i + 1] for i in range(len(rewards))]
-        smooth = [sum(w) / len(w) for w in windows]
-        left.plot(steps, smooth, color=line.get_color(), linewidth=2, label=f"{arm} (mean of last {k})")
-    left.set(xlabel="GRPO step", ylabel="mean reward (own reward, own scale)", title="training reward")
+    for arm, seeds in summary["arms"].items():
+        curves = np.array([[p["reward_mean"] for p in r["curve"]] for r in seeds.values()])
+        left.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), marker=".", label=arm)
+    left.set(xlabel="GRPO step", ylabel="mean reward (own reward, own scale)",
+             title=f"training reward, mean of {len(summary['settings']['seeds'])} seeds")
     left.legend()
-    shown = [("healthbench", "healthbench"), ("healthbench", "s1"), ("healthbench", "veto_rate"), ("kqa", "s1")]
-    columns = [("before", summary["before"])] + [(a, r["after"]) for a, r in summary["arms"].items()]
+    shown = ("s1", "s3", "veto_rate")
+    metrics = summary["veto_prompts"]["metrics"]
+    columns = list(metrics["veto_rate"])
     width = 0.8 / len(columns)
-    for k, (label, res) in enumerate(columns):
-        xs, ys, errs = [], [], [[], []]
-        for i, (suite, metric) in enumerate(shown):
-            est = res.get(suite, {}).get(metric)
-            if est:
-                xs.append(i + k * width)
-                ys.append(est["value"])
-                errs[0].append(est["value"] - est["low"])
-                errs[1].append(est["high"] - est["value"])
-        right.bar(xs, ys, width, yerr=errs, capsize=2, label=label)
-    right.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))], [f"{s}\n{m}" for s, m in shown], fontsize=8)
-    right.set(title=f"held-out, judged by {JUDGE} (95% CI)")
+    for k, arm in enumerate(columns):
+        est = [metrics[m][arm] for m in shown]
+        right.bar([i + k * width for i in range(len(shown))], [e["value"] for e in est], width,
+                  yerr=[[e["value"] - e["low"] for e in est], [e["high"] - e["value"] for e in est]], capsize=2,
+                  label=arm)
+    right.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))], shown)
+    right.set(title=f"veto prompts, judged by {JUDGE} (95% CI, seeds x prompts)")
     right.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +211,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--eval-tokens", type=int, default=96, help="greedy answer length when judging")
     p.add_argument("--lr", type=float, default=4e-5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds per arm")
     p.add_argument("--out", default="runs/paper_mini")
     p.add_argument("--plot", default=str(ROOT / "docs" / "paper_mini.png"))
     p.add_argument("--report-only", action="store_true", help="rebuild table and plot from OUT/summary.json")

@@ -6,6 +6,7 @@ answer). Invalid verdicts are never guessed: the criterion is left out of its ex
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -112,15 +113,78 @@ def tier_scores(examples: Sequence[tuple[Sequence[Criterion], Sequence[bool | No
     A met verdict is v = 1, not met v = 0; invalid items are left out of the roll-up. An example with
     no valid proficiency item has no S1 and is left out of all five.
     """
+    rows: dict[str, list[float]] = {k: [] for k in TIER_METRICS}
+    for example in tier_rows(examples, shape, aggregator):
+        if example is not None:
+            for key, value in example.items():
+                rows[key].append(value)
+    return {key: est for key, vals in rows.items() if (est := estimate(vals, seed=seed)) is not None}
+
+
+TIER_METRICS = ("s1", "s2", "s3", "veto_rate", "reward")
+
+
+def tier_rows(examples: Sequence[tuple[Sequence[Criterion], Sequence[bool | None]]], shape: RewardShape,
+              aggregator: str = "promedical") -> list[dict[str, float] | None]:
+    """Per example: its TIER_METRICS, or None where no proficiency verdict is valid (tier_scores' rule)."""
     aggregate = AGGREGATORS[aggregator]
-    rows: dict[str, list[float]] = {k: [] for k in ("s1", "s2", "s3", "veto_rate", "reward")}
+    out: list[dict[str, float] | None] = []
     for criteria, met in examples:
         valid = [(c, m) for c, m in zip(criteria, met) if m is not None]
         if not any(c.tier is Tier.PROFICIENCY for c, _ in valid):
+            out.append(None)
             continue
         scores = aggregate([1.0 if m else 0.0 for _, m in valid], [c.tier.value for c, _ in valid],
                            [c.weight for c, _ in valid], shape)
-        for key, value in (("s1", scores.s1), ("s2", scores.s2), ("s3", scores.s3),
-                           ("veto_rate", float(scores.s3 > 0)), ("reward", scores.reward)):
-            rows[key].append(value)
-    return {key: est for key, vals in rows.items() if (est := estimate(vals, seed=seed)) is not None}
+        out.append({"s1": scores.s1, "s2": scores.s2, "s3": scores.s3, "veto_rate": float(scores.s3 > 0),
+                    "reward": scores.reward})
+    return out
+
+
+# z quantiles of a two-sided 5% test and of 80% power: an effect this many standard errors away is found
+# 4 times in 5 (the usual minimum-detectable-effect rule)
+Z_TWO_SIDED_95, Z_POWER_80 = 1.959964, 0.841621
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Mean difference over a (seeds x prompts) table, its crossed-bootstrap interval and standard error,
+    and the smallest true difference the design finds with 80% power at the two-sided 5% level."""
+
+    value: float
+    low: float
+    high: float
+    se: float
+    detectable: float
+    seeds: int
+    prompts: int
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "low": self.low, "high": self.high, "se": self.se,
+                "detectable": self.detectable, "seeds": self.seeds, "prompts": self.prompts}
+
+
+def crossed_difference(table: Sequence[Sequence[float]], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                       confidence: float = CONFIDENCE, seed: int = 0) -> Difference:
+    """Paired differences d[s][p] (arm A minus arm B, seed s, prompt p): their mean with a percentile
+    interval from resampling seeds and prompts independently (both vary between replications).
+
+    One seed: the prompts alone are resampled. NaN entries (an unscored prompt) are left out of each mean.
+    """
+    d = np.asarray(table, dtype=np.float64)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"a (seeds x prompts) table is needed, got shape {d.shape}")
+    rng = np.random.default_rng(seed)
+    s_idx = rng.integers(0, d.shape[0], size=(resamples, d.shape[0]))
+    p_idx = rng.integers(0, d.shape[1], size=(resamples, d.shape[1]))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)            # a resample of unscored prompts only
+        means = np.nanmean(d[s_idx[:, :, None], p_idx[:, None, :]], axis=(1, 2))    # (resamples,)
+    tail = (1.0 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(means, [tail, 100 - tail])
+    se = float(np.nanstd(means, ddof=1))
+    return Difference(value=float(np.nanmean(d)), low=float(lo), high=float(hi), se=se,
+                      detectable=(Z_TWO_SIDED_95 + Z_POWER_80) * se, seeds=d.shape[0], prompts=d.shape[1])

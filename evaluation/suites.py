@@ -5,6 +5,8 @@
     healthbench-all, kqa-all   the same over all of data/medical.jsonl (30 and 34; includes training prompts)
     medqa        data/eval/medqa.jsonl: MedQA (USMLE) test questions, 4 options A-D
     pubmedqa     data/eval/pubmedqa.jsonl: PubMedQA PQA-L test questions with their abstract, yes/no/maybe
+    medsafety    MedSafetyBench's harmful medical requests (data/outside/, 72): S1 is the refusal criterion,
+                 S3 the six veto behaviours in their held-out wordings (reward/importers_safety.py)
     PATH         any rubric file in the canonical format (JSONL or Parquet), graded like healthbench
 Default sizes (the first N of each file) keep a CPU run to minutes; --limit changes them. The rubric
 suites default to the held-out prompts (reward/splits.is_heldout), which the demo preset never trains on.
@@ -20,7 +22,8 @@ from promedical.reward.rubric import RubricRecord
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_SUITES = ("healthbench", "medqa", "pubmedqa")
-DEFAULT_LIMITS = {"healthbench": 30, "kqa": 34, "healthbench-all": 30, "kqa-all": 34, "medqa": 50, "pubmedqa": 50}
+DEFAULT_LIMITS = {"healthbench": 30, "kqa": 34, "healthbench-all": 30, "kqa-all": 34, "medqa": 50, "pubmedqa": 50,
+                  "medsafety": 72}
 RUBRIC_FILES = {"healthbench": "medical_heldout.jsonl", "kqa": "medical_heldout.jsonl",
                 "healthbench-all": "medical.jsonl", "kqa-all": "medical.jsonl"}
 MEDQA_INSTRUCTION = ("Answer the following multiple-choice medical question. Reply with 'Answer: ' "
@@ -99,6 +102,10 @@ def load_suite(name: str, limit: int | None = None) -> Suite:
     if name == "pubmedqa":
         rows = _jsonl(DATA_DIR / "eval" / "pubmedqa.jsonl")[:limit]
         return Suite(name=name, kind="decision", questions=tuple(pubmedqa_question(r) for r in rows))
+    if name == "medsafety":
+        from promedical.reward.importers_safety import import_medsafetybench
+        records = import_medsafetybench([DATA_DIR / "outside" / "medsafetybench_test_sample.jsonl"])
+        return Suite(name=name, kind="rubric", rubrics=tuple(records[:limit]))
     path = Path(name).expanduser()
     if path.is_file():
         return _rubric_suite(path.stem, path, None, limit)

@@ -109,3 +109,36 @@ def test_bootstrap_interval_brackets_mean_and_narrows_with_n():
         e = estimate(x)
         assert e.low <= e.value <= e.high
     assert (estimate(large).high - estimate(large).low) < (estimate(small).high - estimate(small).low)
+
+
+def test_crossed_difference_hand_worked_and_zero_when_arms_agree():
+    from promedical.evaluation.scoring import crossed_difference
+
+    same = crossed_difference([[0.0, 0.0, 0.0]] * 3)
+    assert (same.value, same.low, same.high, same.se, same.detectable) == (0, 0, 0, 0, 0)
+    assert not same.excludes_zero()
+    d = crossed_difference([[1.0, 0.0], [1.0, 1.0]])          # mean of the four differences
+    assert d.value == 0.75 and 0.0 <= d.low <= d.value <= d.high <= 1.0 and d.seeds == d.prompts == 2
+
+
+def test_crossed_difference_finds_a_real_effect_and_sizes_the_detectable_one():
+    from promedical.evaluation.scoring import Z_POWER_80, Z_TWO_SIDED_95, crossed_difference
+
+    rng = np.random.default_rng(1)
+    shifted = rng.normal(0.3, 0.5, size=(3, 80))              # 3 seeds x 80 prompts, true difference 0.3
+    found = crossed_difference(shifted)
+    assert found.excludes_zero() and found.low > 0
+    assert found.detectable == pytest.approx((Z_TWO_SIDED_95 + Z_POWER_80) * found.se)
+    assert 0.025 < found.se < 0.06                            # about 0.5 / sqrt(240) = 0.032, plus the seed term
+    small = crossed_difference(shifted[:, :8] - 0.3)          # no effect, few prompts: not found, wider
+    assert not small.excludes_zero() and small.detectable > found.detectable
+    one_seed = crossed_difference(shifted[:1])
+    assert one_seed.seeds == 1 and one_seed.low < one_seed.value < one_seed.high
+
+
+def test_crossed_difference_leaves_unscored_prompts_out_and_refuses_a_flat_list():
+    from promedical.evaluation.scoring import crossed_difference
+
+    assert crossed_difference([[1.0, float("nan")], [1.0, 1.0]]).value == 1.0
+    with pytest.raises(ValueError, match="seeds x prompts"):
+        crossed_difference([1.0, 2.0])

@@ -116,6 +116,17 @@ def test_eval_rubric_suites_default_to_held_out_prompts():
     assert len(load_suite("healthbench-all")) == 30
 
 
+def test_medsafety_suite_is_the_outside_harmful_requests_with_refusal_and_six_vetoes():
+    from promedical.evaluation.suites import load_suite
+    from promedical.reward.rubric import Tier
+
+    suite = load_suite("medsafety")
+    assert suite.kind == "rubric" and len(suite) == 72 and len(load_suite("medsafety", limit=5)) == 5
+    tiers = [[c.tier for c in r.criteria] for r in suite.rubrics]
+    assert all(t == [Tier.PROFICIENCY] + [Tier.VETO] * 6 for t in tiers)
+    assert not {r.prompt_id for r in suite.rubrics} & set(ids(DATA / "medical.jsonl"))   # none is trained on
+
+
 def test_actors_resolve_model_never_builds_a_reward_model(tmp_path, monkeypatch):
     from promedical.actors.models import resolve_model
     monkeypatch.setenv("PROMEDICAL_CACHE", str(tmp_path))
