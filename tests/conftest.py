@@ -14,13 +14,42 @@ os.environ.setdefault("PROMEDICAL_CACHE", os.path.join(os.path.expanduser("~"), 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray started the way `promedical train` starts it; shut down after the module."""
+    """A local Ray started the way `promedical train` starts it. It stays up for the next module of this
+    test process that asks for it (a Ray start took 7-20 s of each module under the suite's load), unless
+    this module left an actor or placement group behind: then it is shut down, so no module inherits one.
+    A fixture that connects to a cluster of its own asks for `own_ray` first."""
     import ray
     from promedical.deploy.build import start_ray
 
     start_ray("")
     yield ray
+    if ray.is_initialized() and not _left_clean(ray):
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def own_ray():
+    """Leave the shared local Ray (if this process has one) before connecting to another cluster."""
+    import ray
     ray.shutdown()
+
+
+def _left_clean(ray, wait_s: float = 5.0) -> bool:
+    """True once no actor is alive (or coming up) and no placement group is held; False after `wait_s`."""
+    import gc
+    import time
+    from ray._private.state import actors
+
+    gc.collect()                   # handles kept only by reference cycles (closures) free their actors
+    deadline = time.time() + wait_s
+    while True:
+        busy = [a for a in actors().values() if a["State"] != "DEAD"]
+        held = [g for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+        if not busy and not held:
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(0.25)
 
 
 # ----------------------------------------------------------------------------- one CLI run, two modules

@@ -16,7 +16,7 @@ SETTINGS = ["rollout.steps=5", "rollout.prompts_per_step=2", "rollout.group_size
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(own_ray):
     import ray
     from ray.cluster_utils import Cluster
 

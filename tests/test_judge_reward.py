@@ -22,6 +22,9 @@ from promedical.reward.rubric import Criterion, RubricRecord, Tier
 from promedical.reward.rubric_rows import record_from_dict
 from promedical.rollout.judge_metrics import judge_metrics
 
+# a refused config must not start Ray: these tests check ray.is_initialized(), so no shared Ray here
+pytestmark = pytest.mark.usefixtures("own_ray")
+
 
 @pytest.mark.parametrize("text, problem", [
     ("{instruction} {response} {criterion} {answer} {meaning}", None),

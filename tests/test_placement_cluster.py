@@ -29,7 +29,7 @@ class Probe:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(own_ray):
     import ray
     from ray.cluster_utils import Cluster
 

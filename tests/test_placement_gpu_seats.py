@@ -35,7 +35,7 @@ class Probe:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(own_ray):
     import ray
     from ray.cluster_utils import Cluster
 

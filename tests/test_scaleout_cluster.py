@@ -14,7 +14,7 @@ SCALE = ["placement.roles.policy.replicas=2", "placement.roles.reference.replica
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(own_ray):
     import ray
     from ray.cluster_utils import Cluster
 

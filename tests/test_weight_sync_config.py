@@ -6,6 +6,9 @@ from promedical.cli.main import main
 from promedical.deploy.config import load_config
 from promedical.deploy.sync_plan import choose
 
+# a refused config must not start Ray: these tests check ray.is_initialized(), so no shared Ray here
+pytestmark = pytest.mark.usefixtures("own_ray")
+
 QWEN_SPLIT = ["placement.strategy=split", "trainer.zero_stage=2"]
 
 

@@ -55,7 +55,7 @@ def _policy_group(handle):
 
 
 @pytest.fixture(scope="module")
-def gpu_ray():
+def gpu_ray(own_ray):
     import ray
     ray.init(num_gpus=torch.cuda.device_count(), logging_level="ERROR")
     yield ray
