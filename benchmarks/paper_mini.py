@@ -218,6 +218,10 @@ def main() -> None:
     args = p.parse_args()
     if args.report_only:
         summary = json.loads((Path(args.out) / "summary.json").read_text())
+        if "veto_prompts" not in summary:
+            print(f"{args.out}/summary.json: the benchmark has not finished (no statistics yet); "
+                  "rerun it without --report-only to resume", file=sys.stderr)
+            sys.exit(2)
     else:
         summary = run(args)
     (Path(args.out) / "table.md").write_text(table(summary))

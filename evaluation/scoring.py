@@ -17,6 +17,7 @@ from promedical.reward.rubric import Criterion, Tier
 
 POINTS_TAG = re.compile(r"^points:(-?\d+(?:\.\d+)?)$")
 BOOTSTRAP_RESAMPLES = 1000
+TIER_METRICS = ("s1", "s2", "s3", "veto_rate", "reward")      # per example, rolled up by tier_scores
 CONFIDENCE = 0.95
 
 
@@ -119,9 +120,6 @@ def tier_scores(examples: Sequence[tuple[Sequence[Criterion], Sequence[bool | No
             for key, value in example.items():
                 rows[key].append(value)
     return {key: est for key, vals in rows.items() if (est := estimate(vals, seed=seed)) is not None}
-
-
-TIER_METRICS = ("s1", "s2", "s3", "veto_rate", "reward")
 
 
 def tier_rows(examples: Sequence[tuple[Sequence[Criterion], Sequence[bool | None]]], shape: RewardShape,
